@@ -1,0 +1,157 @@
+"""The project's shape: fresh generated code, lazy CLI imports, imports pointing one way."""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PKG = ROOT / "textsecure_provision"
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("grpc_tools") is None, reason="grpcio-tools (dev extra) not installed"
+)
+def test_generated_protobuf_code_is_fresh(tmp_path: Path) -> None:
+    subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "gen_protos.py"), "--out", str(tmp_path)],
+        check=True,
+        capture_output=True,
+    )
+    generated = sorted(p.name for p in tmp_path.glob("*_pb2.py*"))
+    assert generated, "protoc produced nothing"
+    for name in generated:
+        committed = PKG / "proto" / name
+        assert committed.exists(), f"{name} is not committed; run python tools/gen_protos.py"
+        assert committed.read_bytes() == (tmp_path / name).read_bytes(), (
+            f"{name} is stale; run python tools/gen_protos.py"
+        )
+
+
+HEAVY = [
+    "httpx",
+    "websockets",
+    "qrcode",
+    "zxingcpp",
+    "PIL",
+    "starlette",
+    "uvicorn",
+    "cryptography.hazmat",
+    "google.protobuf",
+    "aiosqlite",
+    "asyncpg",
+    "redis",
+    "doubleratchet",
+    "xeddsa",
+    "textsecure_provision.server",
+    "textsecure_provision.flows",
+]
+
+
+def test_help_imports_nothing_heavy() -> None:
+    code = (
+        "import sys\n"
+        "from textsecure_provision.cli.main import cli\n"
+        "try:\n    cli.main(['--help'], prog_name='provision')\n"
+        "except SystemExit:\n    pass\n"
+        f"heavy = {HEAVY!r}\n"
+        "print(sorted(m for m in sys.modules if any(m == h or m.startswith(h + '.') for h in heavy)))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    loaded = out.stdout.strip().splitlines()[-1]
+    assert loaded == "[]", f"`provision --help` imported heavy modules: {loaded}"
+
+
+# Which rooms each room may import (STYLE.md): cli → flows → transport/store/qr → protocol → crypto → errors
+ALLOWED = {
+    "errors": set(),
+    "crypto": {"errors", "crypto"},
+    "proto": {"proto"},
+    "protocol": {"errors", "crypto", "proto", "protocol"},
+    "qr": {"errors", "crypto", "protocol", "qr"},
+    "transport": {"errors", "crypto", "protocol", "transport"},
+    "store": {"errors", "crypto", "protocol", "store"},
+    "flows": {"errors", "crypto", "protocol", "transport", "store", "qr", "flows"},
+    "server": {"errors", "crypto", "protocol", "server"},
+    "cli": {"errors", "cli", "flows", "qr", "protocol", "crypto", "store", "transport", "server"},
+}
+
+
+def _room(path: Path) -> str:
+    rel = path.relative_to(PKG)
+    return rel.parts[0].removesuffix(".py") if rel.parts else ""
+
+
+def test_imports_point_one_way() -> None:
+    bad: list[str] = []
+    for path in PKG.rglob("*.py"):
+        room = _room(path)
+        if room not in ALLOWED:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names: list[str] = []
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names = [node.module]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            for name in names:
+                if not name.startswith("textsecure_provision."):
+                    continue
+                target = name.split(".")[1]
+                if target in ("__init__",):
+                    continue
+                if target not in ALLOWED[room] and target != room:
+                    bad.append(f"{path.relative_to(ROOT)} imports {name}")
+    assert not bad, "imports against the layering:\n" + "\n".join(bad)
+
+
+def test_only_protocol_imports_generated_code() -> None:
+    offenders = []
+    for path in PKG.rglob("*.py"):
+        if _room(path) in ("protocol", "proto"):
+            continue
+        if "textsecure_provision.proto" in path.read_text().replace(
+            "textsecure_provision.protocol", ""
+        ):
+            offenders.append(str(path.relative_to(ROOT)))
+    assert not offenders, offenders
+
+
+def test_core_does_no_io() -> None:
+    """crypto/ and protocol/ know no sockets, files, clocks or event loops."""
+    forbidden = {
+        "socket",
+        "asyncio",
+        "os",
+        "pathlib",
+        "time",
+        "httpx",
+        "websockets",
+        "open",
+        "sqlite3",
+    }
+    offenders = []
+    for room in ("crypto", "protocol"):
+        for path in (PKG / room).rglob("*.py"):
+            tree = ast.parse(path.read_text())
+            for node in ast.walk(tree):
+                if isinstance(node, ast.Import):
+                    hit = {a.name.split(".")[0] for a in node.names} & forbidden
+                elif isinstance(node, ast.ImportFrom) and node.module:
+                    hit = {node.module.split(".")[0]} & forbidden
+                elif (
+                    isinstance(node, ast.Call)
+                    and isinstance(node.func, ast.Name)
+                    and node.func.id == "open"
+                ):
+                    hit = {"open"}
+                else:
+                    continue
+                if hit:
+                    offenders.append(f"{path.relative_to(ROOT)}: {sorted(hit)}")
+    assert not offenders, offenders

@@ -1,0 +1,3 @@
+from textsecure_provision.cli.main import main
+
+main()

@@ -1,0 +1,16 @@
+"""The global options of ``provision``, as one value passed to every command."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: str | None = None
+    server_url: str | None = None
+    trusted_servers: tuple[str, ...] = ()
+    ca_file: str | None = None
+    json_mode: bool = False
+    assume_yes: bool = False
+    verbose: int = 0

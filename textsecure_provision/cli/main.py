@@ -1,0 +1,175 @@
+"""The ``provision`` command group: global options, lazy subcommands, errors → exit codes.
+
+Only click is imported here. Each subcommand lives in its own module and is
+imported when it is run (or when its ``--help`` is asked for), so that
+``provision --help`` stays as fast as ``import click``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import Any
+
+import click
+
+from textsecure_provision import __version__
+from textsecure_provision.cli.context import Settings
+from textsecure_provision.errors import EXIT_CODES, ProvisionError
+
+# name -> "module:attribute"; the module is imported only when the command runs.
+COMMANDS: dict[str, str] = {
+    "qr": "textsecure_provision.cli.qr:qr",
+    "server": "textsecure_provision.cli.server:server",
+    "register": "textsecure_provision.cli.register:register",
+    "secondary": "textsecure_provision.cli.secondary:secondary",
+    "master": "textsecure_provision.cli.master:master",
+    "verify": "textsecure_provision.cli.verify:verify",
+    "devices": "textsecure_provision.cli.devices:devices",
+    "whoami": "textsecure_provision.cli.whoami:whoami",
+    "demo": "textsecure_provision.cli.demo:demo",
+    "receive": "textsecure_provision.cli.receive:receive",
+    "send-control": "textsecure_provision.cli.send_control:send_control",
+}
+
+# One line each for `provision --help`, without importing the command modules.
+SHORT_HELP: dict[str, str] = {
+    "qr": "Draw or decode provisioning QR codes.",
+    "server": "Run the relay server.",
+    "register": "Create an account on the server; this device becomes device 1.",
+    "secondary": "On the new device: show a QR code and wait to be linked.",
+    "master": "On the account's device: scan a QR code and link the new device.",
+    "verify": "Finish a link received with `secondary listen --no-verify`.",
+    "devices": "List or remove the account's devices.",
+    "whoami": "Show this device's account, device id, server and identity key.",
+    "demo": "Run a whole link on loopback with a throw-away server.",
+    "receive": "Fetch, decrypt and acknowledge messages from the account's devices.",
+    "send-control": "Send a DeviceControl message to the account's other devices.",
+}
+
+_EXIT_CODE_EPILOG = "Exit codes: " + "; ".join(f"{k} {v}" for k, v in EXIT_CODES.items()) + "."
+
+
+class LazyGroup(click.Group):
+    """A group whose subcommands are imported only when used."""
+
+    def __init__(self, *args: Any, lazy: dict[str, str] | None = None, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self.lazy = dict(lazy or {})
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.lazy})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.lazy:
+            module_name, attr = self.lazy[cmd_name].split(":")
+            cmd: click.Command = getattr(importlib.import_module(module_name), attr)
+            return cmd
+        return super().get_command(ctx, cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, SHORT_HELP.get(name, "")) for name in self.list_commands(ctx)]
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
+class ProvisionGroup(LazyGroup):
+    """The root group: renders every ``ProvisionError`` once, with its exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ProvisionError as exc:
+            settings = ctx.find_object(Settings) or Settings()
+            from textsecure_provision.cli.output import Output
+
+            Output.from_settings(settings).error(exc)
+            ctx.exit(exc.exit_code)
+        except (click.exceptions.Exit, click.ClickException, click.Abort):
+            raise
+        except KeyboardInterrupt:
+            click.echo("Interrupted; nothing was linked.", err=True)
+            ctx.exit(130)
+        except Exception as exc:
+            settings = ctx.find_object(Settings) or Settings()
+            if settings.verbose:
+                raise
+            from textsecure_provision.cli.output import Output
+
+            Output.from_settings(settings).error(
+                ProvisionError(f"unexpected error: {type(exc).__name__}")
+            )
+            ctx.exit(1)
+
+
+@click.group(
+    cls=ProvisionGroup,
+    lazy=COMMANDS,
+    context_settings={"auto_envvar_prefix": "PROVISION", "help_option_names": ["-h", "--help"]},
+    epilog=_EXIT_CODE_EPILOG,
+)
+@click.version_option(__version__, prog_name="provision")
+@click.option(
+    "--data-dir",
+    envvar="PROVISION_HOME",
+    type=click.Path(file_okay=False),
+    help="Where this device keeps its keys [env PROVISION_HOME; default: the user data folder].",
+)
+@click.option("--server", "server_url", envvar="PROVISION_SERVER", help="Server base URL.")
+@click.option(
+    "--trusted-server",
+    "trusted_servers",
+    multiple=True,
+    envvar="PROVISION_TRUSTED_SERVERS",
+    help="A server this device trusts (repeatable; default: the account's own server).",
+)
+@click.option("--ca-file", type=click.Path(dir_okay=False), help="Trust this CA (PEM) for TLS.")
+@click.option("--json", "json_mode", is_flag=True, help="One JSON object per event on stdout.")
+@click.option("--yes", "-y", "assume_yes", is_flag=True, help="Answer yes to every prompt.")
+@click.option("-v", "--verbose", count=True, help="More output; tracebacks on errors.")
+@click.pass_context
+def cli(
+    ctx: click.Context,
+    data_dir: str | None,
+    server_url: str | None,
+    trusted_servers: tuple[str, ...],
+    ca_file: str | None,
+    json_mode: bool,
+    assume_yes: bool,
+    verbose: int,
+) -> None:
+    """Link a new device to your account by QR code.
+
+    On the new device run `provision secondary`; on the account's device run
+    `provision master --qr IMAGE` (or scan the QR code it shows).
+    """
+    ctx.obj = Settings(
+        data_dir=data_dir,
+        server_url=server_url,
+        trusted_servers=_split_servers(trusted_servers),
+        ca_file=ca_file,
+        json_mode=json_mode,
+        assume_yes=assume_yes,
+        verbose=verbose,
+    )
+    if verbose:
+        import logging
+
+        logging.basicConfig(
+            level=logging.DEBUG if verbose > 1 else logging.INFO,
+            stream=sys.stderr,
+            format="%(levelname)s %(name)s: %(message)s",
+        )
+
+
+def _split_servers(values: tuple[str, ...]) -> tuple[str, ...]:
+    # PROVISION_TRUSTED_SERVERS may hold several URLs separated by spaces or commas.
+    out: list[str] = []
+    for value in values:
+        out.extend(v for v in value.replace(",", " ").split() if v)
+    return tuple(out)
+
+
+def main(argv: list[str] | None = None) -> None:
+    cli.main(args=argv, prog_name="provision")

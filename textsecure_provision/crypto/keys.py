@@ -1,0 +1,119 @@
+"""Curve25519 keys in the TextSecure serialization (§2).
+
+A public key travels as 33 bytes, ``0x05 || u``; a private key is the 32-byte
+X25519 scalar. Parsing is strict: any other length or type byte is refused
+with ``KeyFormatError``, naming what was wrong (but never the key itself).
+
+Randomness comes in as ``rng`` (a ``Callable[[int], bytes]``) so that the
+known-answer vectors reproduce byte for byte.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from textsecure_provision.errors import KeyFormatError
+
+Rng = Callable[[int], bytes]
+
+DJB_TYPE = 0x05
+PUBLIC_KEY_LEN = 33
+RAW_KEY_LEN = 32
+PRIVATE_KEY_LEN = 32
+
+
+def _require_bytes(name: str, value: object) -> bytes:
+    if not isinstance(value, (bytes, bytearray, memoryview)):
+        raise TypeError(f"{name} must be bytes, not {type(value).__name__}")
+    return bytes(value)
+
+
+@dataclass(frozen=True)
+class PublicKey:
+    """A Curve25519 public key; ``raw`` is the 32-byte u-coordinate."""
+
+    raw: bytes
+
+    def __post_init__(self) -> None:
+        raw = _require_bytes("raw", self.raw)
+        if len(raw) != RAW_KEY_LEN:
+            raise KeyFormatError(f"a raw public key is {RAW_KEY_LEN} bytes, not {len(raw)}")
+
+    @classmethod
+    def from_bytes(cls, data: bytes, *, name: str = "public key") -> PublicKey:
+        """Parse the 33-byte serialized form ``0x05 || u``."""
+        data = _require_bytes(name, data)
+        if len(data) != PUBLIC_KEY_LEN:
+            raise KeyFormatError(f"{name} must be {PUBLIC_KEY_LEN} bytes, got {len(data)}")
+        if data[0] != DJB_TYPE:
+            raise KeyFormatError(f"{name} has type byte 0x{data[0]:02x}, expected 0x05")
+        return cls(data[1:])
+
+    def serialize(self) -> bytes:
+        return bytes((DJB_TYPE,)) + self.raw
+
+    def __repr__(self) -> str:
+        return f"PublicKey({self.serialize().hex()})"
+
+
+@dataclass(frozen=True)
+class PrivateKey:
+    """A Curve25519 private key (32-byte scalar; clamped when used)."""
+
+    raw: bytes = field(repr=False)
+
+    def __post_init__(self) -> None:
+        raw = _require_bytes("raw", self.raw)
+        if len(raw) != PRIVATE_KEY_LEN:
+            raise KeyFormatError(f"a private key is {PRIVATE_KEY_LEN} bytes, not {len(raw)}")
+
+    @classmethod
+    def from_bytes(cls, data: bytes, *, name: str = "private key") -> PrivateKey:
+        data = _require_bytes(name, data)
+        if len(data) != PRIVATE_KEY_LEN:
+            raise KeyFormatError(f"{name} must be {PRIVATE_KEY_LEN} bytes, got {len(data)}")
+        return cls(data)
+
+    def serialize(self) -> bytes:
+        return self.raw
+
+    def public_key(self) -> PublicKey:
+        pub = X25519PrivateKey.from_private_bytes(self.raw).public_key()
+        return PublicKey(pub.public_bytes(Encoding.Raw, PublicFormat.Raw))
+
+    def exchange(self, peer: PublicKey) -> bytes:
+        """X25519. A low-order peer key (all-zero secret) raises ``KeyFormatError``."""
+        try:
+            return X25519PrivateKey.from_private_bytes(self.raw).exchange(
+                X25519PublicKey.from_public_bytes(peer.raw)
+            )
+        except ValueError as exc:  # cryptography refuses an all-zero shared secret
+            raise KeyFormatError("the peer's public key is not usable (low order)") from exc
+
+
+@dataclass(frozen=True)
+class KeyPair:
+    """A Curve25519 key pair. ``IdentityKeyPair`` is the same type (§2)."""
+
+    public: PublicKey
+    private: PrivateKey = field(repr=False)
+
+    @classmethod
+    def generate(cls, rng: Rng = secrets.token_bytes) -> KeyPair:
+        return cls.from_private(rng(PRIVATE_KEY_LEN))
+
+    @classmethod
+    def from_private(cls, private: bytes) -> KeyPair:
+        priv = PrivateKey.from_bytes(private)
+        return cls(priv.public_key(), priv)
+
+    def exchange(self, peer: PublicKey) -> bytes:
+        return self.private.exchange(peer)
+
+
+IdentityKeyPair = KeyPair

@@ -1,0 +1,315 @@
+"""The one error hierarchy of textsecure-provision.
+
+Every layer speaks this vocabulary: the core raises these, the CLI maps each to
+an exit code once (``cli/main.py``), the server maps each to an HTTP status once
+(``server/app.py``), and the transport maps HTTP statuses back to them, so
+both ends of the wire share one set of names.
+
+::
+
+    ProvisionError              exit 1 / 500
+    ├─ InvalidInputError        exit 2 / 400  LinkError, KeyFormatError, MessageFormatError,
+    │                                         PhoneNumberError
+    ├─ TimedOutError            exit 3 / 408
+    ├─ RefusedError             exit 4 / 400  NumberMismatchError, ConfirmationMismatchError
+    ├─ UntrustedServerError     exit 5 / 400
+    ├─ ServerUnreachableError   exit 6 / 502
+    ├─ ServerRefusedError       exit 7        AuthError 401, ForbiddenError 403,
+    │                                         CodeRejectedError 403, NotFoundError 404,
+    │                                         ChannelGoneError 404, ConflictError 409,
+    │                                         IdentityKeyMismatchError 409,
+    │                                         MismatchedDevicesError 409, StaleDevicesError 410,
+    │                                         DeviceLimitError 411, TooLargeError 413,
+    │                                         RateLimitedError 429
+    ├─ BadMessageError          exit 8 / 400  EnvelopeError, SessionError
+    └─ StoreError               exit 9 / 503  ServiceUnavailableError
+
+Messages never contain secrets (keys, passwords, codes, bodies). ``hint`` is the
+user's next step, printed by the CLI after the message.
+
+This module imports nothing from the package.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class ProvisionError(Exception):
+    """Base of every error this project raises on purpose."""
+
+    exit_code: ClassVar[int] = 1
+    http_status: ClassVar[int] = 500
+    hint: ClassVar[str] = "This is probably a bug; rerun with -v and report it."
+
+    def __init__(self, message: str = "", *, hint: str | None = None, **details: Any) -> None:
+        super().__init__(message or (self.__doc__ or type(self).__name__).strip().splitlines()[0])
+        if hint is not None:
+            self.hint = hint  # type: ignore[misc]
+        self.details: dict[str, Any] = details
+
+    @property
+    def message(self) -> str:
+        return str(self.args[0])
+
+
+# -- 2: bad input ---------------------------------------------------------------------------
+
+
+class InvalidInputError(ProvisionError):
+    """The input is malformed."""
+
+    exit_code = 2
+    http_status = 400
+    hint = "Check the input and try again."
+
+
+class LinkError(InvalidInputError):
+    """The provisioning link (QR content) is not valid (§3)."""
+
+    hint = "Scan the QR code shown by `provision secondary` again, or restart the secondary."
+
+
+class KeyFormatError(InvalidInputError):
+    """A key has the wrong length, type byte or encoding (§2)."""
+
+
+class MessageFormatError(InvalidInputError):
+    """A protobuf, JSON or base64 value could not be decoded."""
+
+
+class PhoneNumberError(InvalidInputError):
+    """A phone number is not in E.164 form (§2)."""
+
+    hint = "Give the number in E.164 form: '+' then 8 to 15 digits, e.g. +15550001111."
+
+
+class QrError(InvalidInputError):
+    """No usable QR code could be read from the image."""
+
+    hint = "Take a sharper, straighter picture of the whole QR code, or pass --link instead."
+
+
+# -- 3: timed out ---------------------------------------------------------------------------
+
+
+class TimedOutError(ProvisionError):
+    """Waiting ran out of time."""
+
+    exit_code = 3
+    http_status = 408
+    hint = "Restart the command, and scan the QR code within the time shown."
+
+
+# -- 4: refused by the user -----------------------------------------------------------------
+
+
+class RefusedError(ProvisionError):
+    """The user declined, or a value the user must confirm did not match."""
+
+    exit_code = 4
+    http_status = 400
+    hint = "Nothing was linked. Restart both sides if you want to try again."
+
+
+class NumberMismatchError(RefusedError):
+    """The phone number in the DeviceInit is not the one the user expected (§1 step 6)."""
+
+    hint = (
+        "Do not link this device: someone else may have scanned your QR code. "
+        "Restart `provision secondary` and scan it from your own phone."
+    )
+
+
+class ConfirmationMismatchError(RefusedError):
+    """The confirmation code does not match the one shown on the other device (§5)."""
+
+    hint = "Do not link this device. Restart both sides and compare the codes again."
+
+
+# -- 5: untrusted server --------------------------------------------------------------------
+
+
+class UntrustedServerError(ProvisionError):
+    """A server named by the peer is not on this device's trusted list (§8)."""
+
+    exit_code = 5
+    http_status = 400
+    hint = (
+        "If you do trust it, add it with --trusted-server URL (or PROVISION_TRUSTED_SERVERS); "
+        "otherwise do not link."
+    )
+
+
+# -- 6: unreachable -------------------------------------------------------------------------
+
+
+class ServerUnreachableError(ProvisionError):
+    """The server could not be reached (connection, DNS or TLS failure)."""
+
+    exit_code = 6
+    http_status = 502
+    hint = "Check the server URL, your network, and --ca-file if the server uses its own CA."
+
+
+# -- 7: refused by the server ---------------------------------------------------------------
+
+
+class ServerRefusedError(ProvisionError):
+    """The server refused the request."""
+
+    exit_code = 7
+    http_status = 400
+    hint = "See the message above; restart the link if it was interrupted."
+
+
+class AuthError(ServerRefusedError):
+    """Wrong or missing credentials."""
+
+    http_status = 401
+    hint = "Check the account number and this device's stored credentials (provision whoami)."
+
+
+class ForbiddenError(ServerRefusedError):
+    """The request is not allowed for this device."""
+
+    http_status = 403
+    hint = "This device may not do that."
+
+
+class CodeRejectedError(ServerRefusedError):
+    """The code was wrong, expired or already used."""
+
+    http_status = 403
+    hint = "Restart the link from the secondary device to get a fresh code."
+
+
+class NotFoundError(ServerRefusedError):
+    """No such resource."""
+
+    http_status = 404
+    hint = "Check the id or number you gave."
+
+
+class ChannelGoneError(NotFoundError):
+    """The secondary's channel is gone: expired, already used, or never existed (§4.1)."""
+
+    hint = "Restart `provision secondary` on the new device and scan its new QR code."
+
+
+class ConflictError(ServerRefusedError):
+    """The request conflicts with the server's state."""
+
+    http_status = 409
+
+
+class IdentityKeyMismatchError(ConflictError):
+    """The identity key differs from the account's identity key."""
+
+    hint = "This device holds another account's identity; link it again."
+
+
+class MismatchedDevicesError(ConflictError):
+    """The message did not cover exactly the destination's devices (409)."""
+
+    hint = "Refresh the destination's device list and send again."
+
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        missing: list[int] | None = None,
+        extra: list[int] | None = None,
+        **kw: Any,
+    ) -> None:
+        super().__init__(message, **kw)
+        self.missing = list(missing or [])
+        self.extra = list(extra or [])
+
+
+class StaleDevicesError(ServerRefusedError):
+    """A destination device's registration id changed: it was re-linked (410)."""
+
+    http_status = 410
+    hint = "Fetch fresh keys for those devices and send again."
+
+    def __init__(self, message: str = "", *, stale: list[int] | None = None, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.stale = list(stale or [])
+
+
+class DeviceLimitError(ServerRefusedError):
+    """The account already has the maximum number of devices (411)."""
+
+    http_status = 411
+    hint = "Unlink a device with `provision devices remove ID` first."
+
+
+class TooLargeError(ServerRefusedError):
+    """The request is too large (413)."""
+
+    http_status = 413
+    hint = "Send less at once."
+
+
+class RateLimitedError(ServerRefusedError):
+    """Too many requests; the server asks to wait (429)."""
+
+    http_status = 429
+    hint = "Wait a little and try again."
+
+    def __init__(self, message: str = "", *, retry_after: int = 60, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.retry_after = retry_after
+
+
+# -- 8: failed authentication ---------------------------------------------------------------
+
+
+class BadMessageError(ProvisionError):
+    """A message failed authentication or could not be decrypted."""
+
+    exit_code = 8
+    http_status = 400
+    hint = "The message may have been tampered with. Restart the link; do not trust this one."
+
+
+class EnvelopeError(BadMessageError):
+    """The DeviceInit could not be opened (version, length, MAC or padding) (§5)."""
+
+
+class SessionError(BadMessageError):
+    """A session message could not be decrypted or verified (§7)."""
+
+    hint = "Run `provision send-control new-device-registered` to rebuild sessions."
+
+
+# -- 9: store -------------------------------------------------------------------------------
+
+
+class StoreError(ProvisionError):
+    """The local data folder (or the server's database) is unusable."""
+
+    exit_code = 9
+    http_status = 503
+    hint = "Check the data folder: it must be yours, mode 0700, with files 0600."
+
+
+class ServiceUnavailableError(StoreError):
+    """A server dependency (database or Redis) is down; try again shortly."""
+
+    hint = "The server is degraded; try again in a moment."
+
+
+EXIT_CODES: dict[int, str] = {
+    0: "success",
+    1: "unexpected error (a bug; rerun with -v)",
+    2: "usage error or invalid input",
+    3: "timed out",
+    4: "refused by the user, or number / confirmation code mismatch",
+    5: "untrusted server",
+    6: "server unreachable or TLS failure",
+    7: "refused by the server (auth, code, device limit, channel gone, rate limit)",
+    8: "a message failed authentication",
+    9: "local store problem",
+}
