@@ -34,7 +34,7 @@ def _parse(cls: type[M], data: bytes, what: str) -> M:
     except (DecodeError, RuntimeWarning, ValueError) as exc:
         raise MessageFormatError(f"{what} is not a valid protobuf message") from exc
     if not msg.IsInitialized():
-        missing = ", ".join(msg.FindInitializationErrors())
+        missing = ", ".join(msg.FindInitializationErrors())  # type: ignore[attr-defined]
         raise MessageFormatError(f"{what} lacks required fields: {missing}")
     return msg
 
