@@ -14,6 +14,7 @@ from __future__ import annotations
 import hmac
 import secrets
 from dataclasses import dataclass, field
+from functools import cached_property
 from hashlib import sha256
 
 from cryptography.hazmat.primitives import hashes, padding
@@ -42,16 +43,27 @@ class EnvelopeKeys:
 
 
 @dataclass(frozen=True)
-class SealedEnvelope:
-    master_ephemeral: PublicKey
-    identity_key_message: bytes
-    confirmation: str
+class _Confirmable:
+    """Holds what the confirmation code needs; the code is derived only when shown."""
+
+    _secret: bytes = field(repr=False)
+    _master_ephemeral: PublicKey = field(repr=False)
+    _secondary: PublicKey = field(repr=False)
+
+    @cached_property
+    def confirmation(self) -> str:
+        return confirmation_code(self._secret, self._master_ephemeral, self._secondary)
 
 
 @dataclass(frozen=True)
-class OpenedEnvelope:
-    plaintext: bytes = field(repr=False)
-    confirmation: str
+class SealedEnvelope(_Confirmable):
+    master_ephemeral: PublicKey = field(kw_only=True)
+    identity_key_message: bytes = field(kw_only=True)
+
+
+@dataclass(frozen=True)
+class OpenedEnvelope(_Confirmable):
+    plaintext: bytes = field(repr=False, kw_only=True)
 
 
 def derive_envelope_keys(secret: bytes, master_ephemeral: PublicKey) -> EnvelopeKeys:
@@ -103,9 +115,9 @@ def seal_with(
     body = bytes((VERSION,)) + iv + encryptor.update(padded) + encryptor.finalize()
     mac = hmac.new(keys.mac_key, body, sha256).digest()
     return SealedEnvelope(
+        secret, ephemeral.public, their_key,
         master_ephemeral=ephemeral.public,
         identity_key_message=body + mac,
-        confirmation=confirmation_code(secret, ephemeral.public, their_key),
     )
 
 
@@ -134,4 +146,4 @@ def open_envelope(
         plaintext = unpadder.update(padded) + unpadder.finalize()
     except ValueError as exc:
         raise EnvelopeError(_TAMPERED) from exc
-    return OpenedEnvelope(plaintext, confirmation_code(secret, master_ephemeral, our_key.public))
+    return OpenedEnvelope(secret, master_ephemeral, our_key.public, plaintext=plaintext)

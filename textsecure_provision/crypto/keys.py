@@ -13,6 +13,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
@@ -38,11 +39,18 @@ class PublicKey:
     """A Curve25519 public key; ``raw`` is the 32-byte u-coordinate."""
 
     raw: bytes
+    _native: Any = field(default=None, init=False, repr=False, compare=False, hash=False)
 
     def __post_init__(self) -> None:
         raw = _require_bytes("raw", self.raw)
         if len(raw) != RAW_KEY_LEN:
             raise KeyFormatError(f"a raw public key is {RAW_KEY_LEN} bytes, not {len(raw)}")
+
+    def _key(self) -> X25519PublicKey:
+        if self._native is None:
+            object.__setattr__(self, "_native", X25519PublicKey.from_public_bytes(self.raw))
+        key: X25519PublicKey = self._native
+        return key
 
     @classmethod
     def from_bytes(cls, data: bytes, *, name: str = "public key") -> PublicKey:
@@ -66,11 +74,19 @@ class PrivateKey:
     """A Curve25519 private key (32-byte scalar; clamped when used)."""
 
     raw: bytes = field(repr=False)
+    # The native key object, built once: building it costs a scalar multiplication.
+    _native: Any = field(default=None, init=False, repr=False, compare=False, hash=False)
 
     def __post_init__(self) -> None:
         raw = _require_bytes("raw", self.raw)
         if len(raw) != PRIVATE_KEY_LEN:
             raise KeyFormatError(f"a private key is {PRIVATE_KEY_LEN} bytes, not {len(raw)}")
+
+    def _key(self) -> X25519PrivateKey:
+        if self._native is None:
+            object.__setattr__(self, "_native", X25519PrivateKey.from_private_bytes(self.raw))
+        key: X25519PrivateKey = self._native
+        return key
 
     @classmethod
     def from_bytes(cls, data: bytes, *, name: str = "private key") -> PrivateKey:
@@ -83,15 +99,13 @@ class PrivateKey:
         return self.raw
 
     def public_key(self) -> PublicKey:
-        pub = X25519PrivateKey.from_private_bytes(self.raw).public_key()
+        pub = self._key().public_key()
         return PublicKey(pub.public_bytes(Encoding.Raw, PublicFormat.Raw))
 
     def exchange(self, peer: PublicKey) -> bytes:
         """X25519. A low-order peer key (all-zero secret) raises ``KeyFormatError``."""
         try:
-            return X25519PrivateKey.from_private_bytes(self.raw).exchange(
-                X25519PublicKey.from_public_bytes(peer.raw)
-            )
+            return self._key().exchange(peer._key())
         except ValueError as exc:  # cryptography refuses an all-zero shared secret
             raise KeyFormatError("the peer's public key is not usable (low order)") from exc
 

@@ -48,8 +48,12 @@ def encode_identity_key_pair(pair: KeyPair) -> bytes:
     ).SerializeToString()
 
 
-def decode_identity_key_pair(data: bytes) -> KeyPair:
-    """Parse and check that the public key really belongs to the private key."""
+def decode_identity_key_pair(data: bytes, *, check_pair: bool = True) -> KeyPair:
+    """Parse; with ``check_pair``, also check the public key belongs to the private key.
+
+    The check costs a scalar multiplication, so ``decode_identity_key`` leaves it
+    to its caller (``SecondaryLink.receive`` does it before anything is registered).
+    """
     msg = _parse(pb.IdentityKeyPairStructure, data, "the identity key pair")
     if not msg.HasField("publicKey") or not msg.HasField("privateKey"):
         raise MessageFormatError("the identity key pair lacks a public or private key")
@@ -58,7 +62,7 @@ def decode_identity_key_pair(data: bytes) -> KeyPair:
         private = PrivateKey.from_bytes(msg.privateKey, name="identity private key")
     except InvalidInputError as exc:
         raise MessageFormatError(exc.message) from exc
-    if private.public_key() != public:
+    if check_pair and private.public_key() != public:
         raise MessageFormatError("the identity public key does not match its private key")
     return KeyPair(public, private)
 
@@ -96,7 +100,7 @@ def decode_identity_key(data: bytes) -> IdentityKeyPayload:
     msg = _parse(pb.IdentityKey, data, "the IdentityKey message")
     try:
         return IdentityKeyPayload(
-            identity_key_pair=decode_identity_key_pair(msg.identityKey),
+            identity_key_pair=decode_identity_key_pair(msg.identityKey, check_pair=False),
             phone_number=msg.phoneNumber,
             server=msg.server,
             master_supports_sms=msg.masterSupportsSms,

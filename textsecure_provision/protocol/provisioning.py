@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from textsecure_provision.crypto import envelope
 from textsecure_provision.crypto.keys import KeyPair, PublicKey, Rng
 from textsecure_provision.errors import (
+    MessageFormatError,
     NumberMismatchError,
     ProvisionError,
 )
@@ -36,13 +37,21 @@ from textsecure_provision.protocol.trust import check_trusted
 @dataclass(frozen=True)
 class SealedInit:
     device_init: bytes
-    confirmation: str
+    envelope: envelope.SealedEnvelope = field(repr=False)
+
+    @property
+    def confirmation(self) -> str:
+        return self.envelope.confirmation
 
 
 @dataclass(frozen=True)
 class OpenedInit:
     payload: IdentityKeyPayload
-    confirmation: str
+    envelope: envelope.OpenedEnvelope = field(repr=False)
+
+    @property
+    def confirmation(self) -> str:
+        return self.envelope.confirmation
 
 
 def seal_device_init(
@@ -51,14 +60,21 @@ def seal_device_init(
     """Master side of §5: the serialized DeviceInit to PUT on the channel."""
     sealed = envelope.seal(encode_identity_key(payload), their_key, rng)
     message = DeviceInitMessage(sealed.master_ephemeral, sealed.identity_key_message)
-    return SealedInit(encode_device_init(message), sealed.confirmation)
+    return SealedInit(encode_device_init(message), sealed)
 
 
 def open_device_init(device_init: bytes, our_key: KeyPair) -> OpenedInit:
     """Secondary side of §5. Raises ``MessageFormatError`` or ``EnvelopeError``."""
     message = decode_device_init(device_init)
     opened = envelope.open_envelope(message.master_ephemeral, message.identity_key_message, our_key)
-    return OpenedInit(decode_identity_key(opened.plaintext), opened.confirmation)
+    return OpenedInit(decode_identity_key(opened.plaintext), opened)
+
+
+def check_identity_pair(pair: KeyPair) -> None:
+    """The identity public key must belong to its private key, or every signature
+    this device makes would be refused after it registered (nothing half-done, §8)."""
+    if pair.private.public_key() != pair.public:
+        raise MessageFormatError("the identity public key does not match its private key")
 
 
 # -- the machines -----------------------------------------------------------------------------
@@ -124,6 +140,7 @@ class SecondaryLink:
             raise StepError(f"cannot receive while {self.state.value}")
         try:
             opened = open_device_init(device_init, self.ephemeral)
+            check_identity_pair(opened.payload.identity_key_pair)
             check_trusted(opened.payload.server, self.trusted_servers)
         except ProvisionError:
             self._step(SecondaryEvent.FAIL)
