@@ -29,7 +29,9 @@ from textsecure_provision.protocol.provisioning import open_device_init, seal_de
 
 TARGET = 1.3
 IDENTITY = KeyPair.generate()
-PAYLOAD = IdentityKeyPayload(IDENTITY, "+15550001111", "https://relay.example.org", False, 123456789)
+PAYLOAD = IdentityKeyPayload(
+    IDENTITY, "+15550001111", "https://relay.example.org", False, 123456789
+)
 SECONDARY = KeyPair.generate()
 
 
@@ -86,10 +88,14 @@ def main() -> float:
         floors.append(f)
         ratios.append(p / f)
     ratio = statistics.median(ratios)
-    print(f"B5 DeviceInit seal+open: {statistics.median(ours):.1f} µs; "
-          f"primitive floor: {statistics.median(floors):.1f} µs")
-    print(f"B5 ratio (median of {ns.rounds}): {ratio:.2f}x  target ≤ {TARGET}x  "
-          f"{'MET' if ratio <= TARGET else 'MISSED'}")
+    print(
+        f"B5 DeviceInit seal+open: {statistics.median(ours):.1f} µs; "
+        f"primitive floor: {statistics.median(floors):.1f} µs"
+    )
+    print(
+        f"B5 ratio (median of {ns.rounds}): {ratio:.2f}x  target ≤ {TARGET}x  "
+        f"{'MET' if ratio <= TARGET else 'MISSED'}"
+    )
     return ratio
 
 
