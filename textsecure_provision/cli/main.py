@@ -125,8 +125,21 @@ class ProvisionGroup(LazyGroup):
     help="A server this device trusts (repeatable; default: the account's own server).",
 )
 @click.option("--ca-file", type=click.Path(dir_okay=False), help="Trust this CA (PEM) for TLS.")
-@click.option("--json", "json_mode", is_flag=True, help="One JSON object per event on stdout.")
-@click.option("--yes", "-y", "assume_yes", is_flag=True, help="Answer yes to every prompt.")
+@click.option(
+    "--json",
+    "json_mode",
+    is_flag=True,
+    envvar="PROVISION_JSON",
+    help="One JSON object per event on stdout [env PROVISION_JSON].",
+)
+@click.option(
+    "--yes",
+    "-y",
+    "assume_yes",
+    is_flag=True,
+    envvar="PROVISION_YES",
+    help="Answer yes to every prompt [env PROVISION_YES].",
+)
 @click.option("-v", "--verbose", count=True, help="More output; tracebacks on errors.")
 @click.pass_context
 def cli(

@@ -1,0 +1,250 @@
+"""Reading QR codes from pictures: round trips, photos of a screen, and every error path."""
+
+from __future__ import annotations
+
+import io
+import json
+import random
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from PIL import Image, ImageChops, ImageFilter
+
+from textsecure_provision.errors import InvalidInputError, LinkError, QrError
+from textsecure_provision.protocol.link import parse_link
+from textsecure_provision.qr import scan
+from textsecure_provision.qr.render import render_png
+from textsecure_provision.qr.scan import (
+    PASSES,
+    REASONS,
+    decode_qr_bytes,
+    decode_qr_image,
+    decode_qr_image_verbose,
+    scan_link,
+    scan_text,
+    scan_texts,
+)
+
+VECTORS = Path(__file__).resolve().parents[1] / "vectors" / "device_init.json"
+LINK: str = json.loads(VECTORS.read_text())["qr_link"]
+OTHER_LINK = LINK.replace("0b7e7a3c", "1c8f8b4d")
+
+
+def qr_image(text: str) -> Image.Image:
+    return Image.open(io.BytesIO(render_png(text))).convert("L")
+
+
+def photo_of_screen(
+    code: Image.Image,
+    *,
+    angle: float,
+    blur: float = 2.0,
+    noise: float = 20.0,
+    quality: int = 60,
+    size: int = 1000,
+    fraction: float = 0.6,
+    seed: int = 0,
+) -> bytes:
+    """A JPEG like a phone's picture of a screen: rotated, blurred, low contrast, noisy."""
+    side = int(size * fraction)
+    canvas = Image.new("L", (size, size), 60)  # the screen's bezel / the desk around it
+    canvas.paste(code.resize((side, side), Image.Resampling.NEAREST), ((size - side) // 2,) * 2)
+    canvas = canvas.rotate(angle, resample=Image.Resampling.BILINEAR, fillcolor=60)
+    canvas = canvas.filter(ImageFilter.GaussianBlur(blur))
+    # Lower contrast (a screen is not paper), then uniform noise of ± noise levels.
+    canvas = canvas.point(lambda v: int(v * 0.8 + 30))
+    grain = Image.frombytes("L", (size, size), random.Random(seed).randbytes(size * size))
+    grain = grain.point(lambda v: int(128 - noise + v * 2 * noise / 255))
+    picture = ImageChops.add(canvas, grain, scale=1.0, offset=-128).convert("RGB")
+    buffer = io.BytesIO()
+    picture.save(buffer, format="JPEG", quality=quality)
+    return buffer.getvalue()
+
+
+def save(tmp_path: Path, name: str, data: bytes) -> Path:
+    path = tmp_path / name
+    path.write_bytes(data)
+    return path
+
+
+def side_by_side(*images: Image.Image) -> Image.Image:
+    width = sum(i.width for i in images) + 40 * (len(images) + 1)
+    height = max(i.height for i in images) + 80
+    canvas = Image.new("L", (width, height), 255)
+    x = 40
+    for image in images:
+        canvas.paste(image, (x, 40))
+        x += image.width + 40
+    return canvas
+
+
+def png_bytes(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def reason_of(excinfo: pytest.ExceptionInfo[QrError]) -> str:
+    reason = excinfo.value.details["reason"]
+    assert reason in REASONS
+    return str(reason)
+
+
+# -- happy paths -----------------------------------------------------------------------------
+
+
+def test_png_round_trip_to_a_provisioning_link(tmp_path: Path) -> None:
+    path = save(tmp_path, "code.png", render_png(LINK))
+    assert scan_texts(path) == [LINK]
+    assert scan_text(str(path)) == LINK
+    assert scan_link(path) == parse_link(LINK)
+
+
+@pytest.mark.parametrize(
+    ("angle", "seed"), [(10, 1), (-13, 2), (15, 3), (-17.5, 4), (20, 5)], ids=lambda v: str(v)
+)
+def test_photo_of_a_screen_decodes(tmp_path: Path, angle: float, seed: int) -> None:
+    data = photo_of_screen(qr_image(LINK), angle=angle, seed=seed)
+    picture = Image.open(io.BytesIO(data))
+    assert (picture.format, picture.size) == ("JPEG", (1000, 1000))
+    assert scan_link(save(tmp_path, "photo.jpg", data)) == parse_link(LINK)
+
+
+@pytest.mark.parametrize(
+    ("blur", "fraction", "angle", "seed", "expected_pass"),
+    [
+        (2.0, 0.6, 12, 1, "plain"),  # the usual photo: the first, cheapest pass
+        (3.0, 0.4, 14, 7, "half-sharpened"),  # blur about a module wide
+        (6.0, 0.75, -12, 0, "sharpened"),  # blur wider than a module
+    ],
+)
+def test_each_decoding_pass_earns_its_place(
+    blur: float, fraction: float, angle: float, seed: int, expected_pass: str
+) -> None:
+    data = photo_of_screen(qr_image(LINK), angle=angle, blur=blur, fraction=fraction, seed=seed)
+    found_by, texts = decode_qr_image_verbose(Image.open(io.BytesIO(data)))
+    assert (found_by, texts) == (expected_pass, [LINK])
+    assert found_by in PASSES
+
+
+def test_light_on_dark_code_is_found_by_the_inverted_pass() -> None:
+    inverted = Image.eval(qr_image(LINK), lambda v: 255 - v)
+    assert decode_qr_image_verbose(inverted) == ("inverted", [LINK])
+    assert decode_qr_image(inverted) == [LINK]
+
+
+def test_transparent_png_is_read_on_white(tmp_path: Path) -> None:
+    # Black modules on a transparent background: flattened naively to grey, the
+    # background would be black too and nothing would be found.
+    code = qr_image(LINK)
+    rgba = Image.new("RGBA", code.size, (0, 0, 0, 0))
+    rgba.putalpha(Image.eval(code, lambda v: 255 - v))
+    assert scan._read(rgba.convert("L"), try_invert=True) == []
+    assert scan_text(save(tmp_path, "clear.png", png_bytes(rgba))) == LINK
+
+
+def test_same_code_twice_is_one_text(tmp_path: Path) -> None:
+    code = qr_image(LINK)
+    path = save(tmp_path, "twice.png", png_bytes(side_by_side(code, code)))
+    assert scan_texts(path) == [LINK]
+    assert scan_text(path) == LINK
+
+
+# -- error paths -----------------------------------------------------------------------------
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(QrError, match="no such file") as excinfo:
+        scan_link(tmp_path / "nope.png")
+    assert reason_of(excinfo) == "no_such_file"
+    assert excinfo.value.exit_code == 2
+    assert "path" in excinfo.value.hint
+
+
+def test_a_folder_is_unreadable(tmp_path: Path) -> None:
+    with pytest.raises(QrError, match="cannot read") as excinfo:
+        scan_text(tmp_path)
+    assert reason_of(excinfo) == "unreadable"
+
+
+def test_text_file_named_png(tmp_path: Path) -> None:
+    path = save(tmp_path, "notes.png", b"these are my notes, not a picture\n")
+    with pytest.raises(QrError, match="not an image") as excinfo:
+        scan_link(path)
+    assert reason_of(excinfo) == "not_an_image"
+
+
+def test_truncated_png(tmp_path: Path) -> None:
+    data = render_png(LINK)
+    path = save(tmp_path, "cut.png", data[: len(data) // 2])
+    with pytest.raises(QrError, match="damaged") as excinfo:
+        scan_text(path)
+    assert reason_of(excinfo) == "not_an_image"
+
+
+def test_file_too_large(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = save(tmp_path, "code.png", render_png(LINK))
+    monkeypatch.setattr(scan, "MAX_IMAGE_BYTES", 100)
+    with pytest.raises(QrError, match="too large") as excinfo:
+        scan_text(path)
+    assert reason_of(excinfo) == "not_an_image"
+
+
+def test_image_without_a_qr_code(tmp_path: Path) -> None:
+    noise = Image.frombytes("L", (400, 400), random.Random(0).randbytes(400 * 400))
+    picture = side_by_side(noise, Image.linear_gradient("L"))
+    with pytest.raises(QrError, match="no QR code") as excinfo:
+        scan_link(save(tmp_path, "landscape.png", png_bytes(picture)))
+    assert reason_of(excinfo) == "no_qr_code"
+
+
+def test_qr_code_that_is_not_a_provisioning_link(tmp_path: Path) -> None:
+    path = save(tmp_path, "hello.png", render_png("hello"))
+    assert scan_text(path) == "hello"
+    with pytest.raises(LinkError, match="not a provisioning link") as excinfo:
+        scan_link(path)
+    assert excinfo.value.exit_code == 2
+
+
+def test_two_different_codes_are_refused(tmp_path: Path) -> None:
+    picture = side_by_side(qr_image(LINK), qr_image(OTHER_LINK))
+    path = save(tmp_path, "two.png", png_bytes(picture))
+    assert sorted(scan_texts(path)) == sorted([LINK, OTHER_LINK])
+    with pytest.raises(QrError, match="2 different QR codes") as excinfo:
+        scan_link(path)
+    assert reason_of(excinfo) == "several_qr_codes"
+
+
+def test_a_link_next_to_another_code_is_still_ambiguous(tmp_path: Path) -> None:
+    # One valid link plus anything else is not "the" link: refuse, never pick (§8).
+    picture = side_by_side(qr_image(LINK), qr_image("hello"))
+    with pytest.raises(QrError) as excinfo:
+        scan_link(save(tmp_path, "mixed.png", png_bytes(picture)))
+    assert reason_of(excinfo) == "several_qr_codes"
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    prefix=st.sampled_from([b"", b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff\xe0", b"GIF89a", b"BM"]),
+    body=st.binary(max_size=300),
+)
+def test_garbage_bytes_raise_only_qr_error(prefix: bytes, body: bytes) -> None:
+    try:
+        texts = decode_qr_bytes(prefix + body)
+    except QrError as exc:
+        assert isinstance(exc, InvalidInputError)
+        assert exc.details["reason"] == "not_an_image"
+    else:
+        assert texts == []
+
+
+def test_damaged_photo_bytes_raise_only_qr_error() -> None:
+    data = bytearray(photo_of_screen(qr_image(LINK), angle=12))
+    rnd = random.Random(3)
+    for _ in range(200):
+        data[rnd.randrange(200, len(data))] = rnd.randrange(256)
+    with pytest.raises(QrError) as excinfo:
+        decode_qr_bytes(bytes(data[: len(data) * 2 // 3]))
+    assert reason_of(excinfo) == "not_an_image"

@@ -1,0 +1,241 @@
+"""Read the provisioning link (§3) out of a picture of a QR code, with zxing-cpp.
+
+Choices, and why:
+
+- **QR codes only** (``BarcodeFormat.QRCode``): the link is only ever a QR
+  code, and a narrower search is faster and never mistakes a stray barcode on
+  the desk for input.
+- **Passes, cheapest first.** Most pictures decode on the first pass
+  (grey-scale, no inverted search: ~5 ms for a 1000 × 1000 photo). If it finds
+  nothing, later passes add the inverted search (a light-on-dark code, e.g.
+  a terminal QR on a light theme without colour), then an unsharp-masked copy
+  at half size (a blurred photo of a screen: sharpening restores the module
+  edges that a plain threshold loses; halving first makes it 4× cheaper and
+  works as well up to a blur of about a module), then a full-size copy
+  sharpened with a wider radius (blur wider than a module). The first pass
+  that finds anything wins; a picture without a code costs all four
+  (~50 ms for 1000 × 1000).
+  zxing-cpp's Python API has no ``try_harder`` flag; these passes are its
+  equivalent, and they keep the common case fast (benchmarks/bench_qr.py).
+- **Ambiguity is an error.** Several *different* texts in one picture raise
+  ``QrError`` rather than picking one: a QR code from an untrusted source must
+  never link silently (§8). Identical duplicates (two photos of the same
+  screen in one shot) are one text.
+- **EXIF orientation and transparency are applied** before decoding, so a
+  phone photo or a transparent PNG is read as a person sees it.
+
+Errors: a missing or unreadable file, a file that is not an image, a picture
+without a QR code and an ambiguous picture are ``QrError`` with
+``details["reason"]`` set to one of ``REASONS``; a QR code that holds something
+other than a provisioning link is ``LinkError`` (from ``protocol.link``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+from textsecure_provision.errors import QrError
+
+if TYPE_CHECKING:
+    from PIL.Image import Image
+
+    from textsecure_provision.protocol.link import ProvisioningLink
+
+REASONS = ("no_such_file", "unreadable", "not_an_image", "no_qr_code", "several_qr_codes")
+MAX_IMAGE_BYTES = 64 * 1024 * 1024  # a phone photo is a few MB; refuse to slurp a disk image
+_SHARPEN_PERCENT = 200
+
+
+def scan_link(path: str | os.PathLike[str]) -> ProvisioningLink:
+    """The provisioning link in the picture at ``path``.
+
+    Raises ``QrError`` (see the module docstring) or ``LinkError`` when the
+    one QR code found is not a provisioning link.
+    """
+    from textsecure_provision.protocol.link import parse_link
+
+    return parse_link(scan_text(path))
+
+
+def scan_text(path: str | os.PathLike[str]) -> str:
+    """The text of the one QR code in the picture at ``path``."""
+    return _only_one(scan_texts(path))
+
+
+def scan_texts(path: str | os.PathLike[str]) -> list[str]:
+    """The distinct texts of every QR code in the picture at ``path`` (at least one)."""
+    texts = decode_qr_image(open_image(path))
+    if not texts:
+        raise QrError(
+            f"no QR code found in {_name(path)}",
+            reason="no_qr_code",
+        )
+    return texts
+
+
+def open_image(path: str | os.PathLike[str]) -> Image:
+    """Read and fully load the picture at ``path``; clear ``QrError``s for the usual mistakes."""
+    name = _name(path)
+    try:
+        with open(path, "rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            if size > MAX_IMAGE_BYTES:
+                raise QrError(
+                    f"{name} is too large ({size} bytes) to be a picture of a QR code",
+                    hint="Give a smaller picture (a few megapixels is plenty).",
+                    reason="not_an_image",
+                )
+            data = handle.read()
+    except FileNotFoundError as exc:
+        raise QrError(
+            f"no such file: {name}",
+            hint="Check the path of the picture.",
+            reason="no_such_file",
+        ) from exc
+    except OSError as exc:  # a folder, no permission, an I/O error
+        raise QrError(
+            f"cannot read {name}: {exc.strerror or exc}",
+            hint="Check the path of the picture and that you may read it.",
+            reason="unreadable",
+        ) from exc
+    return _open_bytes(data, name)
+
+
+def decode_qr_bytes(data: bytes) -> list[str]:
+    """``decode_qr_image`` for an encoded picture (PNG, JPEG, ...) held in memory."""
+    return decode_qr_image(_open_bytes(data, "the data"))
+
+
+def decode_qr_image(image: Image) -> list[str]:
+    """The distinct texts of the QR codes in ``image``, in reading order; ``[]`` if none.
+
+    Pure: no file, no state. Runs the passes of the module docstring and stops
+    at the first that finds a code.
+    """
+    return decode_qr_image_verbose(image)[1]
+
+
+def decode_qr_image_verbose(image: Image) -> tuple[str | None, list[str]]:
+    """``decode_qr_image``, also naming the pass (``PASSES``) that found the codes."""
+    try:
+        grey = _to_grey(image)
+    except (OSError, ValueError) as exc:  # an exotic mode Pillow cannot convert
+        raise QrError(f"cannot read pixels in mode {image.mode}", reason="not_an_image") from exc
+    for name in PASSES:
+        texts = _distinct(_PASS_FUNCTIONS[name](grey))
+        if texts:
+            return name, texts
+    return None, []
+
+
+def _open_bytes(data: bytes, name: str) -> Image:
+    import io
+
+    from PIL import Image as PilImage
+    from PIL import UnidentifiedImageError
+
+    hint = "Give a PNG or JPEG picture of the QR code."
+    try:
+        return _load(PilImage.open(io.BytesIO(data)))
+    except UnidentifiedImageError as exc:
+        raise QrError(f"{name} is not an image", hint=hint, reason="not_an_image") from exc
+    except PilImage.DecompressionBombError as exc:
+        raise QrError(
+            f"{name} has too many pixels to be a picture of a QR code",
+            hint="Give a smaller picture (a few megapixels is plenty).",
+            reason="not_an_image",
+        ) from exc
+    except Exception as exc:
+        # Pillow knew the format but not the data (truncated or corrupt), and its
+        # decoders raise many exception types for that: OSError, ValueError,
+        # SyntaxError, EOFError, struct.error, ... All mean the same to the user.
+        raise QrError(
+            f"{name} is damaged or not a complete image", hint=hint, reason="not_an_image"
+        ) from exc
+
+
+# -- the passes ------------------------------------------------------------------------------
+
+
+def _sharpen(image: Image, radius_px: float) -> Image:
+    from PIL import ImageFilter
+
+    unsharp = ImageFilter.UnsharpMask(radius=radius_px, percent=_SHARPEN_PERCENT, threshold=0)
+    return image.filter(unsharp)
+
+
+def _halve(image: Image) -> Image:
+    from PIL import Image as PilImage
+
+    size = (max(1, image.width // 2), max(1, image.height // 2))
+    return image.resize(size, PilImage.Resampling.BOX)
+
+
+# Cheapest first; each later pass reads pictures the earlier ones miss (tests/unit/test_qr_scan.py).
+_PASS_FUNCTIONS: dict[str, Callable[[Image], list[str]]] = {
+    "plain": lambda img: _read(img, try_invert=False),
+    "inverted": lambda img: _read(img, try_invert=True),
+    "half-sharpened": lambda img: _read(_sharpen(_halve(img), 2), try_invert=True),
+    "sharpened": lambda img: _read(_sharpen(img, 6), try_invert=True),
+}
+PASSES = tuple(_PASS_FUNCTIONS)
+
+
+def _read(image: Image, *, try_invert: bool) -> list[str]:
+    import zxingcpp
+
+    found = zxingcpp.read_barcodes(
+        image,
+        formats=zxingcpp.BarcodeFormats(zxingcpp.BarcodeFormat.QRCode),
+        try_rotate=False,  # only about 1-D codes at 90°; a QR finder is rotation-free
+        try_downscale=True,
+        try_invert=try_invert,
+        text_mode=zxingcpp.TextMode.Plain,
+    )
+    return [barcode.text for barcode in found if barcode.valid]
+
+
+def _load(image: Image) -> Image:
+    # A JPEG can be decoded straight to grey-scale (luminance only): a third faster,
+    # and grey is all the decoder uses. Other formats ignore the draft request.
+    if image.format == "JPEG" and image.mode in ("RGB", "YCbCr", "L"):
+        image.draft("L", image.size)
+    image.load()
+    return image
+
+
+def _to_grey(image: Image) -> Image:
+    from PIL import Image as PilImage
+    from PIL import ImageOps
+
+    # A broken EXIF block is ignored: the pixels are then read as stored.
+    with contextlib.suppress(OSError, ValueError, KeyError, TypeError, SyntaxError):
+        image = ImageOps.exif_transpose(image) or image
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        # A transparent background would turn black in grey-scale; put it on white.
+        rgba = image.convert("RGBA")
+        canvas = PilImage.new("RGBA", rgba.size, (255, 255, 255, 255))
+        canvas.alpha_composite(rgba)
+        image = canvas
+    return image if image.mode == "L" else image.convert("L")
+
+
+def _distinct(texts: Iterable[str]) -> list[str]:
+    return list(dict.fromkeys(texts))
+
+
+def _only_one(texts: list[str]) -> str:
+    if len(texts) > 1:
+        raise QrError(
+            f"the picture holds {len(texts)} different QR codes",
+            hint="Crop the picture to the one QR code shown by `provision secondary`.",
+            reason="several_qr_codes",
+        )
+    return texts[0]
+
+
+def _name(path: Any) -> str:
+    return repr(os.fspath(path)) if isinstance(path, (str, os.PathLike)) else repr(path)
