@@ -1,0 +1,306 @@
+"""The flows against the real server app, in process (uvicorn on 127.0.0.1:0, real SQLite).
+
+A ``RecordingUi`` logs every call, so each test asserts the exact sequence of
+steps a user would see, and what the data folder holds afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from textsecure_provision.errors import (
+    ConfirmationMismatchError,
+    NumberMismatchError,
+    RefusedError,
+    StoreError,
+    TimedOutError,
+    UntrustedServerError,
+)
+from textsecure_provision.flows.config import FlowConfig
+from textsecure_provision.flows.devices import list_devices, whoami
+from textsecure_provision.flows.master import MasterLinkResult, link_master
+from textsecure_provision.flows.register import register_account
+from textsecure_provision.flows.secondary import (
+    ListenOptions,
+    PendingSaved,
+    listen_secondary,
+    verify_pending,
+)
+from textsecure_provision.flows.ui import RecordingUi
+from textsecure_provision.store import DeviceRecord, DeviceStore
+
+server_app = pytest.importorskip("textsecure_provision.server.app")
+server_runner = pytest.importorskip("textsecure_provision.server.runner")
+server_config = pytest.importorskip("textsecure_provision.server.config")
+
+CODE = "424242"
+NUMBER = "+15550001111"
+
+
+@contextlib.asynccontextmanager
+async def running_server(tmp_path: Path, **config: Any) -> AsyncIterator[str]:
+    cfg = server_config.ServerConfig(
+        host="127.0.0.1",
+        port=0,
+        db_url=f"sqlite:///{tmp_path / 'server.db'}",
+        test_registration_code=CODE,
+        **config,
+    )
+    srv = server_runner.ProvisionServer(
+        server_runner.uvicorn_config(server_app.create_app(cfg), cfg), cfg
+    )
+    task = asyncio.create_task(srv.serve())
+    try:
+        while not srv.started_event.is_set():  # uvicorn runs in this loop: yield to it
+            if task.done():
+                task.result()
+            await asyncio.sleep(0.01)
+        yield srv.base_url
+    finally:
+        srv.should_exit = True
+        await asyncio.wait_for(task, 10)
+
+
+@pytest.fixture
+async def server(tmp_path: Path) -> AsyncIterator[str]:
+    async with running_server(tmp_path) as url:
+        yield url
+
+
+class LinkUi(RecordingUi):
+    """A RecordingUi that also signals when a channel is shown."""
+
+    def __init__(self, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.links: asyncio.Queue[str] = asyncio.Queue()
+
+    def channel_opened(self, link: str, **kw: Any) -> None:
+        super().channel_opened(link, **kw)
+        self.links.put_nowait(link)
+
+
+async def register_master(url: str, tmp_path: Path) -> FlowConfig:
+    config = FlowConfig(data_dir=str(tmp_path / "master"), server_url=url)
+    ui = RecordingUi()
+    await register_account(config, ui, NUMBER, code=CODE, name="phone")
+    assert ui.names() == ["account_registered"]
+    return config
+
+
+def digest(path: Path) -> Any:
+    if not path.exists():
+        return None
+    return sorted((str(p), p.read_bytes()) for p in path.rglob("*") if p.is_file())
+
+
+async def test_link_step_by_step_with_hooks(server: str, tmp_path: Path) -> None:
+    master = await register_master(server, tmp_path)
+    secondary = FlowConfig(data_dir=str(tmp_path / "secondary"), server_url=server)
+    s_ui, m_ui = LinkUi(), RecordingUi()
+    linked: list[tuple[DeviceRecord, Any]] = []
+    sent: list[MasterLinkResult] = []
+
+    async def on_linked(record: DeviceRecord, api: Any, ui: Any) -> None:
+        linked.append((record, await api.fetch_prekey_count()))  # the api is live and ours
+
+    async def on_sent(result: MasterLinkResult, record: DeviceRecord, api: Any, ui: Any) -> None:
+        sent.append(result)
+
+    listening = asyncio.create_task(
+        listen_secondary(
+            secondary, s_ui, ListenOptions(expect_number=NUMBER, name="tab"), on_linked=on_linked
+        )
+    )
+    link = await asyncio.wait_for(s_ui.links.get(), 10)
+    result = await link_master(master, m_ui, link, on_sent=on_sent)
+    record = await asyncio.wait_for(listening, 10)
+
+    assert isinstance(record, DeviceRecord)
+    assert s_ui.names() == ["channel_opened", "device_init_received", "registered"]
+    assert [k for k, *_ in s_ui.calls] == ["channel", "event", "result"]  # no prompt needed
+    assert m_ui.names() == ["link_parsed", "sent"]
+    assert [k for k, *_ in m_ui.calls] == ["event", "confirm", "result"]
+    assert s_ui.fields("device_init_received")["confirmation_code"] == result.confirmation
+    assert m_ui.fields("sent")["confirmation_code"] == result.confirmation
+    assert sent == [result]
+    assert [(r.device_id, count) for r, count in linked] == [(2, 100)]
+    assert record.identity == DeviceStore(master.data_dir).require_record().identity
+    assert whoami(secondary)["device_id"] == 2
+    assert [(d.id, d.name) for d in await list_devices(master)] == [(1, "phone"), (2, "tab")]
+
+
+async def test_user_says_no_on_master_sends_nothing(server: str, tmp_path: Path) -> None:
+    master = await register_master(server, tmp_path)
+    secondary = FlowConfig(data_dir=str(tmp_path / "secondary"), server_url=server)
+    s_ui = LinkUi(answers={"confirm": True})
+    listening = asyncio.create_task(listen_secondary(secondary, s_ui))
+    link = await asyncio.wait_for(s_ui.links.get(), 10)
+    with pytest.raises(RefusedError):
+        await link_master(master, RecordingUi(answers={"confirm": False}), link)
+    # The channel is still open and unused: a consenting master can still link it.
+    await link_master(master, RecordingUi(), link)
+    record = await asyncio.wait_for(listening, 10)
+    assert isinstance(record, DeviceRecord)
+    assert [k for k, name, _ in s_ui.calls if k == "confirm"] == ["confirm"]  # number prompt
+
+
+async def test_secondary_user_refuses_number(server: str, tmp_path: Path) -> None:
+    master = await register_master(server, tmp_path)
+    home = tmp_path / "secondary"
+    secondary = FlowConfig(data_dir=str(home), server_url=server)
+    s_ui = LinkUi(answers={"confirm": False})
+    listening = asyncio.create_task(listen_secondary(secondary, s_ui))
+    await link_master(master, RecordingUi(), await asyncio.wait_for(s_ui.links.get(), 10))
+    with pytest.raises(RefusedError):
+        await asyncio.wait_for(listening, 10)
+    assert "registered" not in s_ui.names()
+    assert digest(home) is None
+    assert [d.id for d in await list_devices(master)] == [1]
+
+
+async def test_failed_commit_unlinks_the_half_registered_device(
+    server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    master = await register_master(server, tmp_path)
+    home = tmp_path / "secondary"
+    secondary = FlowConfig(data_dir=str(home), server_url=server)
+
+    def broken_commit(self: DeviceStore, record: DeviceRecord, **kw: Any) -> None:
+        raise StoreError("disk full")
+
+    monkeypatch.setattr(DeviceStore, "commit_record", broken_commit)
+    s_ui = LinkUi()
+    listening = asyncio.create_task(
+        listen_secondary(secondary, s_ui, ListenOptions(expect_number=NUMBER))
+    )
+    await link_master(master, RecordingUi(), await asyncio.wait_for(s_ui.links.get(), 10))
+    with pytest.raises(StoreError, match="disk full"):
+        await asyncio.wait_for(listening, 10)
+    assert "registered" not in s_ui.names()
+    assert digest(home) is None
+    # The server had given it device id 2; the flow took it back.
+    assert [d.id for d in await list_devices(master)] == [1]
+
+
+async def test_expect_number_mismatch(server: str, tmp_path: Path) -> None:
+    master = await register_master(server, tmp_path)
+    secondary = FlowConfig(data_dir=str(tmp_path / "secondary"), server_url=server)
+    s_ui = LinkUi()
+    listening = asyncio.create_task(
+        listen_secondary(secondary, s_ui, ListenOptions(expect_number="+15559999999"))
+    )
+    await link_master(master, RecordingUi(), await asyncio.wait_for(s_ui.links.get(), 10))
+    with pytest.raises(NumberMismatchError):
+        await asyncio.wait_for(listening, 10)
+    assert [d.id for d in await list_devices(master)] == [1]
+
+
+async def test_channel_on_another_trusted_name(server: str, tmp_path: Path) -> None:
+    # The secondary reaches the server as "localhost", the account lives on "127.0.0.1":
+    # the master must trust the channel's name, the secondary the account's.
+    master = await register_master(server, tmp_path)
+    other = server.replace("127.0.0.1", "localhost")
+    secondary = FlowConfig(
+        data_dir=str(tmp_path / "secondary"), server_url=other, trusted_servers=(server,)
+    )
+    s_ui = LinkUi()
+    listening = asyncio.create_task(
+        listen_secondary(secondary, s_ui, ListenOptions(expect_number=NUMBER))
+    )
+    link = await asyncio.wait_for(s_ui.links.get(), 10)
+    with pytest.raises(UntrustedServerError):
+        await link_master(master, RecordingUi(), link)
+    trusting = FlowConfig(data_dir=master.data_dir, trusted_servers=(other,))
+    await link_master(trusting, RecordingUi(), link)
+    record = await asyncio.wait_for(listening, 10)
+    assert isinstance(record, DeviceRecord) and record.server == server
+
+
+async def test_short_channel_ttl_renews_with_new_keys_then_times_out(tmp_path: Path) -> None:
+    async with running_server(tmp_path, channel_ttl_s=0.2) as url:
+        secondary = FlowConfig(data_dir=str(tmp_path / "secondary"), server_url=url)
+        s_ui = LinkUi()
+        with pytest.raises(TimedOutError):
+            await listen_secondary(secondary, s_ui, ListenOptions(timeout_s=1.0))
+    names = s_ui.names()
+    assert names[0] == "channel_opened"
+    assert len(names) >= 3 and set(names[1:]) == {"channel_renewed"}
+    links = [f["link"] for kind, _, f in s_ui.calls if kind == "channel"]
+    assert len(set(links)) == len(links)  # each renewal: new uuid and new key
+    assert not (tmp_path / "secondary").exists()
+
+
+async def test_no_verify_then_verify(server: str, tmp_path: Path) -> None:
+    master = await register_master(server, tmp_path)
+    home = tmp_path / "secondary"
+    secondary = FlowConfig(data_dir=str(home), server_url=server)
+    s_ui = LinkUi()
+    listening = asyncio.create_task(
+        listen_secondary(secondary, s_ui, ListenOptions(no_verify=True))
+    )
+    result = await link_master(master, RecordingUi(), await asyncio.wait_for(s_ui.links.get(), 10))
+    saved = await asyncio.wait_for(listening, 10)
+    assert isinstance(saved, PendingSaved) and saved.confirmation == result.confirmation
+    assert s_ui.names() == ["channel_opened", "device_init_received", "pending_saved"]
+    assert json.loads((home / "pending_link.json").read_text())["version"] == 1
+
+    before = digest(home)
+    with pytest.raises(ConfirmationMismatchError):
+        wrong = "999 999" if result.confirmation != "999 999" else "111 111"
+        await verify_pending(secondary, RecordingUi(), number=NUMBER, code=wrong)
+    assert digest(home) == before
+
+    v_ui = RecordingUi()
+    record = await verify_pending(secondary, v_ui, code=result.confirmation.replace(" ", "-"))
+    assert record.device_id == 2
+    assert v_ui.names() == ["device_init_received", "registered"]
+    assert [k for k, *_ in v_ui.calls].count("confirm") == 1  # the number was confirmed
+    assert not (home / "pending_link.json").exists()
+
+
+async def test_expired_pending_link_is_dropped(server: str, tmp_path: Path) -> None:
+    master = await register_master(server, tmp_path)
+    home = tmp_path / "secondary"
+    secondary = FlowConfig(data_dir=str(home), server_url=server)
+    s_ui = LinkUi()
+    listening = asyncio.create_task(
+        listen_secondary(secondary, s_ui, ListenOptions(no_verify=True))
+    )
+    await link_master(master, RecordingUi(), await asyncio.wait_for(s_ui.links.get(), 10))
+    saved = await asyncio.wait_for(listening, 10)
+    with pytest.raises(TimedOutError, match="expired"):
+        await verify_pending(secondary, RecordingUi(), now_ms=saved.expires_ms)
+    assert not (home / "pending_link.json").exists()
+    with pytest.raises(StoreError, match="no pending link"):
+        await verify_pending(secondary, RecordingUi())
+
+
+async def test_register_asks_for_the_code_when_not_given(server: str, tmp_path: Path) -> None:
+    config = FlowConfig(data_dir=str(tmp_path / "m"), server_url=server)
+    ui = RecordingUi(answers={"ask": "424-242"})
+    record = await register_account(config, ui, NUMBER)
+    assert record.device_id == 1
+    assert ui.names() == ["code_requested", "account_registered"]
+    assert [k for k, *_ in ui.calls] == ["event", "ask", "result"]
+
+
+async def test_no_verify_with_wrong_expected_number_saves_nothing(
+    server: str, tmp_path: Path
+) -> None:
+    master = await register_master(server, tmp_path)
+    home = tmp_path / "secondary"
+    secondary = FlowConfig(data_dir=str(home), server_url=server)
+    s_ui = LinkUi()
+    options = ListenOptions(no_verify=True, expect_number="+15559999999")
+    listening = asyncio.create_task(listen_secondary(secondary, s_ui, options))
+    await link_master(master, RecordingUi(), await asyncio.wait_for(s_ui.links.get(), 10))
+    with pytest.raises(NumberMismatchError):
+        await asyncio.wait_for(listening, 10)
+    assert digest(home) is None

@@ -1,0 +1,147 @@
+"""``provision demo``: run a whole link on loopback with a throw-away server and data folders."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from textsecure_provision.cli.context import Settings
+from textsecure_provision.cli.options import local_globals
+from textsecure_provision.errors import ServerUnreachableError, TimedOutError
+
+DEMO_REGISTRATION_CODE = "424242"
+SERVER_START_TIMEOUT_S = 30.0
+_POLL_S = 0.05
+
+
+@click.command()
+@click.option("--keep", is_flag=True, help="Keep the temporary folder (its path is printed).")
+@local_globals
+def demo(settings: Settings, keep: bool) -> None:
+    """Start a server on a free loopback port, register a master, link a secondary to it.
+
+    Everything lives in a temporary folder (removed afterwards unless --keep);
+    the real flows run, the QR code goes through a real PNG and the scanner,
+    and each side's output is labelled. Exits 0 when the link succeeded.
+    """
+    import asyncio
+
+    from textsecure_provision.cli.output import Output
+    from textsecure_provision.cli.ui import CliUi
+    from textsecure_provision.flows.demo import run_demo
+
+    out = Output.from_settings(settings)
+    workdir = Path(tempfile.mkdtemp(prefix="provision-demo-"))
+    try:
+        with ServerProcess(workdir) as server_url:
+            out.progress("demo_server", f"Throw-away server at {server_url}", server=server_url)
+
+            async def main() -> Any:
+                link_shown = asyncio.Event()
+
+                class SecondaryUi(CliUi):
+                    def channel_opened(self, link: str, **kw: Any) -> None:
+                        super().channel_opened(link, **kw)
+                        link_shown.set()
+
+                master_ui = CliUi(
+                    Output(settings.json_mode, True, settings.verbose),
+                    label="master",
+                    extra={"side": "master"},
+                )
+                secondary_ui = SecondaryUi(
+                    Output(settings.json_mode, True, settings.verbose),
+                    qr_out=str(workdir / "qr.png"),
+                    label="secondary",
+                    extra={"side": "secondary"},
+                )
+                try:
+                    return await run_demo(
+                        server_url,
+                        workdir,
+                        master_ui,
+                        secondary_ui,
+                        link_shown,
+                        registration_code=DEMO_REGISTRATION_CODE,
+                    )
+                finally:
+                    master_ui.close()
+                    secondary_ui.close()
+
+            result = asyncio.run(main())
+        ids = ", ".join(str(d.id) for d in result.devices)
+        out.result(
+            "demo_done",
+            f"Demo done: {result.number} now has devices {ids}; "
+            f"the link took {result.link_seconds:.2f} s.",
+            number=result.number,
+            device_id=result.device_id,
+            devices=[d.id for d in result.devices],
+            link_seconds=round(result.link_seconds, 3),
+        )
+    finally:
+        if keep:
+            out.info(f"Kept {workdir}")
+        else:
+            import shutil
+
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+class ServerProcess:
+    """``provision server`` in a subprocess on 127.0.0.1, port 0; yields its base URL."""
+
+    def __init__(self, workdir: Path, *, channel_ttl_s: float | None = None) -> None:
+        self.workdir = workdir
+        self.channel_ttl_s = channel_ttl_s
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> str:
+        port_file = self.workdir / "server.url"
+        self._log = (self.workdir / "server.log").open("wb")  # closed in __exit__
+        args = [
+            sys.executable, "-m", "textsecure_provision", "server",
+            "--host", "127.0.0.1", "--port", "0", "--port-file", str(port_file),
+            "--db", f"sqlite:///{self.workdir / 'server.db'}",
+            "--test-registration-code", DEMO_REGISTRATION_CODE,
+        ]  # fmt: skip
+        if self.channel_ttl_s is not None:
+            args += ["--channel-ttl", str(self.channel_ttl_s)]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PROVISION_")}
+        self.proc = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT, env=env)
+        try:
+            return self._wait_for_url(port_file)
+        except BaseException:
+            self.__exit__()
+            raise
+
+    def _wait_for_url(self, port_file: Path) -> str:
+        assert self.proc is not None
+        deadline = time.monotonic() + SERVER_START_TIMEOUT_S
+        while True:
+            text = port_file.read_text() if port_file.exists() else ""
+            if text.endswith("\n"):
+                return text.strip()
+            if self.proc.poll() is not None:
+                tail = (self.workdir / "server.log").read_text(errors="replace")[-500:]
+                raise ServerUnreachableError(f"the demo server did not start:\n{tail}")
+            if time.monotonic() > deadline:
+                raise TimedOutError("the demo server did not start in time")
+            time.sleep(_POLL_S)  # waiting on another process's file
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()

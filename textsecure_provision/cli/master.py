@@ -1,0 +1,75 @@
+"""``provision master [scan]``: on the account's device, link the new device shown in a QR code."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from textsecure_provision.cli.context import Settings
+from textsecure_provision.cli.default_group import DefaultGroup
+from textsecure_provision.cli.options import flow_config, local_globals
+
+MAX_STDIN_LINK = 4096  # a link is ~200 characters; refuse to slurp anything big
+
+
+@click.group(cls=DefaultGroup, default="scan")
+def master() -> None:
+    """On the account's device: scan a QR code and link the new device.
+
+    `provision master` alone is `provision master scan`.
+    """
+
+
+@master.command()
+@click.option(
+    "--qr",
+    "qr_image",
+    type=click.Path(dir_okay=False),
+    metavar="IMAGE",
+    help="A picture of the QR code (PNG, JPEG, ...).",
+)
+@click.option(
+    "--link", "link_text", metavar="URI", help="The link itself (textsecure-device-init:...)."
+)
+@local_globals
+def scan(settings: Settings, qr_image: str | None, link_text: str | None) -> None:
+    """Link the new device whose QR code is in IMAGE, or whose link is given or on stdin.
+
+    Refuses a channel server that is not trusted (the account's own server and
+    --trusted-server), shows what is about to happen and asks before sending
+    (--yes for scripts). Prints the confirmation code the new device shows too.
+    """
+    import asyncio
+
+    from textsecure_provision.cli.output import Output
+    from textsecure_provision.cli.ui import CliUi
+    from textsecure_provision.flows.master import link_master
+
+    if qr_image and link_text:
+        raise click.UsageError("give either --qr or --link, not both")
+    if qr_image:
+        from textsecure_provision.qr.scan import scan_text
+
+        text = scan_text(qr_image)
+    elif link_text:
+        text = link_text
+    else:
+        text = _read_stdin_link()
+    ui = CliUi(Output.from_settings(settings))
+    try:
+        asyncio.run(link_master(flow_config(settings), ui, text))
+    finally:
+        ui.close()
+
+
+def _read_stdin_link() -> str:
+    if sys.stdin.isatty():
+        click.echo("Paste the link shown by `provision secondary`, then press Enter:", err=True)
+        return sys.stdin.readline(MAX_STDIN_LINK)
+    text = sys.stdin.read(MAX_STDIN_LINK + 1)
+    if len(text) > MAX_STDIN_LINK:
+        raise click.BadParameter("the link on stdin is too long", param_hint="stdin")
+    if not text.strip():
+        raise click.UsageError("no link: pass --qr IMAGE, --link URI, or the link on stdin")
+    return text

@@ -1,0 +1,84 @@
+"""``provision secondary [listen]``: on the new device, show a QR code and wait to be linked."""
+
+from __future__ import annotations
+
+import click
+
+from textsecure_provision.cli.context import Settings
+from textsecure_provision.cli.default_group import DefaultGroup
+from textsecure_provision.cli.options import flow_config, local_globals
+
+
+@click.group(cls=DefaultGroup, default="listen")
+def secondary() -> None:
+    """On the new device: show a QR code and wait to be linked.
+
+    `provision secondary` alone is `provision secondary listen`.
+    """
+
+
+@secondary.command()
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=1),
+    default=600,
+    show_default=True,
+    help="Give up after this many seconds (the QR code is renewed meanwhile).",
+)
+@click.option(
+    "--qr-out",
+    type=click.Path(dir_okay=False),
+    metavar="FILE.png|FILE.svg",
+    help="Also write the QR code to this image (rewritten when renewed).",
+)
+@click.option("--print-link", is_flag=True, help="Print the bare link on stdout (not with --json).")
+@click.option("--ascii", "ascii_qr", is_flag=True, help="Draw the QR code with ASCII only.")
+@click.option(
+    "--expect-number",
+    metavar="+E164",
+    help="Confirm this number without a prompt; any other number fails (exit 4).",
+)
+@click.option(
+    "--no-verify",
+    is_flag=True,
+    help="Stop once received; finish within 10 minutes with `provision verify`.",
+)
+@click.option("--name", metavar="NAME", help="A name for this device.")
+@local_globals
+def listen(
+    settings: Settings,
+    timeout: float,
+    qr_out: str | None,
+    print_link: bool,
+    ascii_qr: bool,
+    expect_number: str | None,
+    no_verify: bool,
+    name: str | None,
+) -> None:
+    """Open a channel on --server, show its QR code, and link when the master sends.
+
+    Shows the account's number and a confirmation code, and asks you to
+    confirm the number (--expect-number confirms it without a prompt; --yes
+    accepts whatever number arrives, printing it). Then registers, uploads
+    keys and stores this device. Nothing is stored if any step fails.
+    """
+    import asyncio
+
+    from textsecure_provision.cli.output import Output
+    from textsecure_provision.cli.ui import CliUi
+    from textsecure_provision.flows.secondary import ListenOptions, listen_secondary
+
+    if qr_out:
+        from textsecure_provision.qr.render import image_format_for
+
+        image_format_for(qr_out)  # a bad suffix is a usage error before anything is opened
+    ui = CliUi(
+        Output.from_settings(settings), qr_out=qr_out, print_link=print_link, ascii_qr=ascii_qr
+    )
+    options = ListenOptions(
+        timeout_s=timeout, expect_number=expect_number, no_verify=no_verify, name=name
+    )
+    try:
+        asyncio.run(listen_secondary(flow_config(settings), ui, options))
+    finally:
+        ui.close()

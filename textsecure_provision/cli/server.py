@@ -1,0 +1,177 @@
+"""``provision server``: run the relay server (§4) under uvicorn.
+
+Only click is imported at module level; Starlette, uvicorn and the server
+package load inside the command. Every option can also come from the
+environment as ``PROVISION_SERVER_<OPTION>`` (e.g. ``PROVISION_SERVER_PORT``).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Literal
+
+import click
+
+from textsecure_provision.errors import InvalidInputError
+
+if TYPE_CHECKING:
+    from textsecure_provision.server.config import ServerConfig
+
+_RATE_LIMIT_HELP = (
+    "Set one rate limit, NAME=COUNT/SECONDS or NAME=off (repeatable). Names: sms_code_number, "
+    "sms_code_address, registration_guess_number, registration_guess_address, "
+    "provisioning_code_number, code_guess_number, code_guess_address, channel_create_address, "
+    "message_send_device, auth_failure_address. See docs/server.md for the defaults."
+)
+
+
+@click.command(context_settings={"show_default": True})
+@click.option("--host", default="127.0.0.1", help="Address to bind.")
+@click.option(
+    "--port", type=click.IntRange(0, 65535), default=8080, help="Port; 0 picks a free one."
+)
+@click.option(
+    "--db",
+    "db_url",
+    default="",
+    show_default=False,
+    help="Database URL: sqlite:///relative.db, sqlite:////absolute.db or a file path "
+    "[default: a SQLite file in the user data folder].",
+)
+@click.option(
+    "--channel-ttl",
+    type=click.FloatRange(min=0, min_open=True),
+    default=120.0,
+    help="Seconds a temp channel stays open (§4.1).",
+)
+@click.option(
+    "--tls-cert", type=click.Path(exists=True, dir_okay=False), help="TLS certificate (PEM)."
+)
+@click.option(
+    "--tls-key", type=click.Path(exists=True, dir_okay=False), help="TLS private key (PEM)."
+)
+@click.option(
+    "--registration-codes",
+    type=click.Choice(["log", "test"]),
+    default=None,
+    show_default=False,
+    help="How registration codes are delivered: 'log' writes each to the server log (the "
+    "operator passes it on); 'test' accepts the fixed --test-registration-code "
+    "[default: log, or test when --test-registration-code is given].",
+)
+@click.option(
+    "--test-registration-code",
+    metavar="CODE",
+    help="Accept this fixed registration code for every number (tests, CI). Refused on a "
+    "non-loopback address unless --allow-test-code-on-public-bind.",
+)
+@click.option(
+    "--allow-test-code-on-public-bind",
+    is_flag=True,
+    help="Allow --test-registration-code on a non-loopback address (anyone could register).",
+)
+@click.option(
+    "--port-file",
+    type=click.Path(dir_okay=False),
+    help="Once listening, write the base URL (http(s)://127.0.0.1:PORT) and a newline here.",
+)
+@click.option("--max-devices", type=click.IntRange(1, 1000), default=6, help="Devices per account.")
+@click.option(
+    "--rate-limit", "rate_limits", multiple=True, metavar="NAME=N/S", help=_RATE_LIMIT_HELP
+)
+@click.option("--no-rate-limits", is_flag=True, help="Turn every rate limit off (benchmarks only).")
+@click.option(
+    "--forwarded-allow-ips",
+    metavar="IPS",
+    help="Trust X-Forwarded-For/-Proto from these proxy addresses (comma-separated); needed "
+    "behind a reverse proxy so per-address limits see the real client.",
+)
+@click.option("--access-log/--no-access-log", default=True, help="One log line per request.")
+@click.option(
+    "--log-level",
+    type=click.Choice(["critical", "error", "warning", "info", "debug"]),
+    default="info",
+    help="Server log level.",
+)
+def server(
+    host: str,
+    port: int,
+    db_url: str,
+    channel_ttl: float,
+    tls_cert: str | None,
+    tls_key: str | None,
+    registration_codes: str | None,
+    test_registration_code: str | None,
+    allow_test_code_on_public_bind: bool,
+    port_file: str | None,
+    max_devices: int,
+    rate_limits: tuple[str, ...],
+    no_rate_limits: bool,
+    forwarded_allow_ips: str | None,
+    access_log: bool,
+    log_level: str,
+) -> None:
+    """Run the relay server: accounts, devices, keys, messages and temp channels (§4).
+
+    With no option it listens on http://127.0.0.1:8080 and keeps its data in a
+    SQLite file in the user data folder. Stop it with Ctrl-C.
+    """
+    from textsecure_provision.server.config import RateLimits, ServerConfig, parse_rate_limit
+
+    if registration_codes == "log" and test_registration_code is not None:
+        raise click.UsageError("--registration-codes log and --test-registration-code conflict")
+    mode: Literal["log", "test"] = (
+        "test" if test_registration_code is not None or registration_codes == "test" else "log"
+    )
+    limits = RateLimits.off() if no_rate_limits else RateLimits()
+    try:
+        for text in _split(rate_limits):
+            name, rule = parse_rate_limit(text)
+            limits = limits.with_rule(name, rule)
+        config = ServerConfig(
+            host=host,
+            port=port,
+            db_url=db_url,
+            channel_ttl_s=channel_ttl,
+            registration_codes=mode,
+            test_registration_code=test_registration_code,
+            allow_test_code_on_public_bind=allow_test_code_on_public_bind,
+            max_devices=max_devices,
+            rate_limits=limits,
+            tls_cert=tls_cert,
+            tls_key=tls_key,
+            forwarded_allow_ips=forwarded_allow_ips,
+            log_level=log_level,
+            access_log=access_log,
+        )
+    except InvalidInputError as exc:
+        raise click.UsageError(exc.message) from None
+    _run(config, port_file, no_rate_limits)
+
+
+def _split(values: tuple[str, ...]) -> list[str]:
+    # PROVISION_SERVER_RATE_LIMIT may hold several rules separated by spaces or commas.
+    return [v for value in values for v in value.replace(",", " ").split() if v]
+
+
+def _run(config: ServerConfig, port_file: str | None, no_rate_limits: bool) -> None:
+    import logging
+    import sys
+
+    from textsecure_provision.server.app import create_app
+    from textsecure_provision.server.runner import ProvisionServer, uvicorn_config
+
+    logging.basicConfig(
+        level=config.log_level.upper(),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    log = logging.getLogger("textsecure_provision.server")
+    if no_rate_limits:
+        log.warning("every rate limit is OFF (--no-rate-limits): do not expose this server")
+    if config.registration_codes == "test":
+        log.warning("registration accepts the fixed --test-registration-code for every number")
+    app = create_app(config)
+    srv = ProvisionServer(uvicorn_config(app, config), config, port_file=port_file)
+    srv.run()
+    if not srv.started:
+        raise click.ClickException("the server did not start (see the log above)")

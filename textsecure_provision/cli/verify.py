@@ -1,0 +1,36 @@
+"""``provision verify``: finish a link received with ``secondary listen --no-verify``."""
+
+from __future__ import annotations
+
+import click
+
+from textsecure_provision.cli.context import Settings
+from textsecure_provision.cli.options import flow_config, local_globals
+
+
+@click.command()
+@click.option("--number", metavar="+E164", help="Confirm this number without a prompt.")
+@click.option(
+    "--code",
+    metavar="SAS",
+    help="The confirmation code the master printed; refused (exit 4) if it differs.",
+)
+@local_globals
+def verify(settings: Settings, number: str | None, code: str | None) -> None:
+    """Finish the pending link in the data folder (within 10 minutes of receiving it).
+
+    Opens and checks the received DeviceInit again, compares --code with its
+    confirmation code, confirms the number (--number, a prompt, or --yes),
+    then registers, uploads keys and stores this device.
+    """
+    import asyncio
+
+    from textsecure_provision.cli.output import Output
+    from textsecure_provision.cli.ui import CliUi
+    from textsecure_provision.flows.secondary import verify_pending
+
+    ui = CliUi(Output.from_settings(settings))
+    try:
+        asyncio.run(verify_pending(flow_config(settings), ui, number=number, code=code))
+    finally:
+        ui.close()

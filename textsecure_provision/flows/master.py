@@ -1,0 +1,92 @@
+"""The account's side: ``master scan`` (§1 steps 3, 4 and 6; §8).
+
+Order matters and is the contract's: parse the link, check its
+``channel_server`` against the trusted list, show what is about to happen and
+get a yes, and only then ask the server for a provisioning code, seal the
+DeviceInit to the secondary's key, and PUT it on the channel. Nothing is
+written to the store on this side.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+
+from textsecure_provision.crypto.keys import Rng
+from textsecure_provision.flows.config import FlowConfig
+from textsecure_provision.flows.devices import api_for, credentials
+from textsecure_provision.flows.hooks import SentHook
+from textsecure_provision.flows.ui import Ui
+from textsecure_provision.protocol.link import parse_link
+from textsecure_provision.protocol.messages import IdentityKeyPayload
+from textsecure_provision.protocol.provisioning import seal_device_init
+from textsecure_provision.protocol.trust import check_trusted
+from textsecure_provision.transport.api import ApiClient
+
+MASTER_SUPPORTS_SMS = False  # this client never sends SMS; the flag is carried for the design (§6)
+
+
+@dataclass(frozen=True)
+class MasterLinkResult:
+    number: str
+    channel_uuid: str
+    channel_server: str
+    confirmation: str
+
+
+async def link_master(
+    config: FlowConfig,
+    ui: Ui,
+    link_text: str,
+    *,
+    rng: Rng = secrets.token_bytes,
+    on_sent: SentHook | None = None,
+) -> MasterLinkResult:
+    record = config.store().require_record()
+    link = parse_link(link_text)
+    trusted = (record.server, *record.trusted_servers, *config.trusted_servers)
+    channel_server = check_trusted(link.channel_server, trusted)
+    ui.event(
+        "link_parsed",
+        f"About to link a NEW device to account {record.number}, through server "
+        f"{channel_server}.\nIt will receive this account's identity key.",
+        number=record.number,
+        channel_server=channel_server,
+        channel_uuid=link.channel_uuid,
+    )
+    ui.confirm(
+        f"Link a new device to {record.number}?",
+        refusal="you did not consent to linking a new device",
+    )
+    async with api_for(record, config) as api:
+        code = await api.fetch_provisioning_code()
+        payload = IdentityKeyPayload(
+            identity_key_pair=record.identity,
+            phone_number=record.number,
+            server=record.server,
+            master_supports_sms=MASTER_SUPPORTS_SMS,
+            provisioning_code=int(code),
+        )
+        sealed = seal_device_init(payload, link.public_key, rng)
+        if channel_server == record.server:
+            await api.send_to_channel(link.channel_uuid, sealed.device_init)
+        else:
+            # The channel lives on another (trusted) server: send it there, as this device.
+            async with ApiClient(
+                channel_server, credentials(record), ca_file=config.ca_file
+            ) as channel_api:
+                await channel_api.send_to_channel(link.channel_uuid, sealed.device_init)
+        result = MasterLinkResult(
+            record.number, link.channel_uuid, channel_server, sealed.confirmation
+        )
+        ui.result(
+            "sent",
+            f"Sent to the new device. Confirmation code: {sealed.confirmation}\n"
+            "Check that the new device shows the same code.",
+            number=record.number,
+            channel_uuid=link.channel_uuid,
+            confirmation_code=sealed.confirmation,
+        )
+        if on_sent is not None:
+            await on_sent(result, record, api, ui)
+    return result

@@ -1,0 +1,309 @@
+"""The new device's side: ``secondary listen`` and ``verify`` (§1 steps 1, 2, 5, 6).
+
+``listen_secondary`` opens a channel, shows its link, renews it with a new key
+each time the server expires it (§4.1 step 3), and on a DeviceInit hands over
+to ``SecondaryLink`` (protocol/provisioning.py), which opens and trust-checks
+it and refuses any step out of order. ``complete_link`` then registers,
+uploads keys and stores, in that order, storing only once everything else
+worked (§8). ``--no-verify`` stops after receiving: the raw DeviceInit and the
+channel key go into a pending file for ``verify_pending``, which re-opens it
+through the same ``SecondaryLink`` path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import re
+import secrets
+import time
+from dataclasses import dataclass
+
+from textsecure_provision.crypto.keys import Rng
+from textsecure_provision.errors import (
+    BadMessageError,
+    ConfirmationMismatchError,
+    InvalidInputError,
+    MessageFormatError,
+    ProvisionError,
+    StoreError,
+    TimedOutError,
+)
+from textsecure_provision.flows.config import FlowConfig
+from textsecure_provision.flows.hooks import LinkedHook
+from textsecure_provision.flows.keys import generate_device_keys, new_password, new_registration_id
+from textsecure_provision.flows.ui import Ui
+from textsecure_provision.protocol.encoding import parse_phone_number
+from textsecure_provision.protocol.link import ProvisioningLink, build_link
+from textsecure_provision.protocol.provisioning import OpenedInit, SecondaryLink
+from textsecure_provision.store import DeviceRecord, PendingLink
+from textsecure_provision.transport.api import ApiClient, Credentials
+from textsecure_provision.transport.channel import TempChannel
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TIMEOUT_S = 600.0
+ASSUMED_CHANNEL_TTL_S = 120.0  # §4.1 default; the server may expire it sooner, then we renew
+PENDING_TTL_S = 600.0  # the provisioning code inside expires 10 minutes after it was issued (§4)
+
+
+@dataclass(frozen=True)
+class ListenOptions:
+    timeout_s: float = DEFAULT_TIMEOUT_S
+    expect_number: str | None = None
+    no_verify: bool = False
+    name: str | None = None
+
+
+@dataclass(frozen=True)
+class PendingSaved:
+    number: str
+    confirmation: str
+    expires_ms: int
+
+
+async def listen_secondary(
+    config: FlowConfig,
+    ui: Ui,
+    options: ListenOptions | None = None,
+    *,
+    rng: Rng = secrets.token_bytes,
+    on_linked: LinkedHook | None = None,
+) -> DeviceRecord | PendingSaved:
+    """Wait to be linked; return the stored record (or the pending link with ``no_verify``)."""
+    options = options or ListenOptions()
+    expect = parse_phone_number(options.expect_number) if options.expect_number else None
+    store = config.store()
+    store.require_no_record()
+    server = config.require_server()
+    trusted = (server, *config.trusted_servers)
+    link_state, device_init = await _receive_device_init(config, ui, server, trusted, options, rng)
+    opened = _open(link_state, device_init)
+    _announce(ui, opened)
+    if options.no_verify:
+        if expect is not None:
+            link_state.confirm_number(expect)  # a wrong number is refused now, not saved
+        now_ms = int(time.time() * 1000)
+        pending = PendingLink(
+            device_init=device_init,
+            ephemeral=link_state.ephemeral,
+            channel_server=server,
+            trusted_servers=trusted,
+            received_ms=now_ms,
+            expires_ms=now_ms + int(PENDING_TTL_S * 1000),
+            name=options.name,
+        )
+        store.commit_pending(pending)
+        ui.result(
+            "pending_saved",
+            "Received; not linked yet. Finish within 10 minutes with `provision verify`.",
+            number=opened.payload.phone_number,
+            confirmation_code=opened.confirmation,
+            expires_in=int(PENDING_TTL_S),
+        )
+        return PendingSaved(opened.payload.phone_number, opened.confirmation, pending.expires_ms)
+    _confirm_number(ui, link_state, opened, expect)
+    return await complete_link(
+        config, ui, link_state, name=options.name, rng=rng, on_linked=on_linked
+    )
+
+
+async def _receive_device_init(
+    config: FlowConfig,
+    ui: Ui,
+    server: str,
+    trusted: tuple[str, ...],
+    options: ListenOptions,
+    rng: Rng,
+) -> tuple[SecondaryLink, bytes]:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + options.timeout_s
+    renewed = False
+    while True:
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            raise TimedOutError(f"no device linked this one within {options.timeout_s:.0f} s")
+        # A new channel gets a new ephemeral key: an old QR must never open a new channel.
+        link_state = SecondaryLink.start(trusted, rng)
+        async with await TempChannel.open(server, ca_file=config.ca_file) as channel:
+            link = build_link(ProvisioningLink(channel.uuid, server, link_state.ephemeral.public))
+            ui.channel_opened(
+                link,
+                channel_uuid=channel.uuid,
+                expires_in=min(ASSUMED_CHANNEL_TTL_S, remaining),
+                deadline_in=remaining,
+                renewed=renewed,
+            )
+            try:
+                body = await asyncio.wait_for(channel.receive(), remaining)
+            except TimeoutError:
+                raise TimedOutError(
+                    f"no device linked this one within {options.timeout_s:.0f} s"
+                ) from None
+        if body is not None:
+            return link_state, body
+        log.info("channel %s expired; opening a new one", channel.uuid)
+        renewed = True
+
+
+def _open(link_state: SecondaryLink, device_init: bytes) -> OpenedInit:
+    """§5 checks, then the server trust check (§8).
+
+    A DeviceInit that does not even parse came off the network like a tampered
+    one and is as untrustworthy: both are exit 8, not "invalid input".
+    """
+    try:
+        return link_state.receive(device_init)
+    except MessageFormatError as exc:
+        raise BadMessageError(f"the received DeviceInit is malformed ({exc.message})") from exc
+
+
+def _announce(ui: Ui, opened: OpenedInit) -> None:
+    ui.event(
+        "device_init_received",
+        f"Received a link for account {opened.payload.phone_number} "
+        f"via {opened.payload.server}.\nConfirmation code: {opened.confirmation} "
+        "(the other device shows the same code)",
+        number=opened.payload.phone_number,
+        server=opened.payload.server,
+        confirmation_code=opened.confirmation,
+    )
+
+
+def _confirm_number(
+    ui: Ui, link_state: SecondaryLink, opened: OpenedInit, expect: str | None
+) -> None:
+    """§1 step 6: the user confirms the number, or --expect-number does; else nothing goes on."""
+    number = opened.payload.phone_number
+    if expect is None:
+        ui.confirm(
+            f"Link this device to account {number}? Answer yes only if it is your number",
+            refusal=f"you did not confirm the number {number}",
+        )
+        expect = number
+    link_state.confirm_number(expect)  # NumberMismatchError (exit 4) on a mismatch
+
+
+async def complete_link(
+    config: FlowConfig,
+    ui: Ui,
+    link_state: SecondaryLink,
+    *,
+    name: str | None = None,
+    rng: Rng = secrets.token_bytes,
+    on_linked: LinkedHook | None = None,
+) -> DeviceRecord:
+    """Register with the code, upload keys, then store: §1 step 5, nothing half-done (§8)."""
+    assert link_state.opened is not None
+    payload = link_state.opened.payload
+    store = config.store()
+    password = new_password(rng)
+    registration_id = new_registration_id(rng)
+    creds = Credentials(payload.phone_number, password)
+    async with ApiClient(payload.server, creds, ca_file=config.ca_file) as api:
+        try:
+            device_id = await api.register_device(
+                str(payload.provisioning_code), registration_id=registration_id, name=name
+            )
+        except ProvisionError:
+            link_state.fail()
+            raise
+        link_state.registered()
+        api.credentials = Credentials(payload.phone_number, password, device_id)
+        keys = generate_device_keys(payload.identity_key_pair, rng)
+        record = DeviceRecord(
+            number=payload.phone_number,
+            device_id=device_id,
+            password=password,
+            server=payload.server,
+            registration_id=registration_id,
+            identity=payload.identity_key_pair,
+            signed_prekey=keys.signed_prekey,
+            prekeys=keys.prekeys,
+            last_resort_key=keys.last_resort_key,
+            trusted_servers=tuple(config.trusted_servers),
+            name=name,
+            created_ms=int(time.time() * 1000),
+        )
+        try:
+            await api.upload_keys(keys.upload_body(payload.identity_key_pair))
+            link_state.keys_uploaded()
+            store.commit_record(record)
+        except ProvisionError:
+            link_state.fail()
+            await _unlink_quietly(api, device_id)
+            raise
+        link_state.committed()
+        ui.result(
+            "registered",
+            f"Linked: this is device {device_id} of {payload.phone_number}.",
+            device_id=device_id,
+            number=payload.phone_number,
+            server=payload.server,
+        )
+        if on_linked is not None:
+            await on_linked(record, api, ui)
+    return record
+
+
+async def _unlink_quietly(api: ApiClient, device_id: int) -> None:
+    # The server already counts this device, but nothing is stored here: try to take it back
+    # so the account does not keep a device nobody holds. Failing that, the user can remove
+    # it from the master with `provision devices remove`.
+    try:
+        await api.remove_device(device_id)
+    except ProvisionError as exc:
+        log.info("could not unlink the half-registered device %s: %s", device_id, exc.message)
+
+
+def parse_confirmation_code(text: str) -> str:
+    """'123 456', '123-456' or '123456' → '123456'."""
+    digits = re.sub(r"[\s-]", "", text or "")
+    if not re.fullmatch(r"[0-9]{6}", digits):
+        raise InvalidInputError("the confirmation code is six digits, e.g. 123 456")
+    return digits
+
+
+async def verify_pending(
+    config: FlowConfig,
+    ui: Ui,
+    *,
+    number: str | None = None,
+    code: str | None = None,
+    rng: Rng = secrets.token_bytes,
+    on_linked: LinkedHook | None = None,
+    now_ms: int | None = None,
+) -> DeviceRecord:
+    """Finish a link saved by ``listen --no-verify``: re-open, compare, confirm, complete."""
+    expect = parse_phone_number(number) if number else None
+    given_code = parse_confirmation_code(code) if code is not None else None
+    store = config.store()
+    pending = store.load_pending()
+    if pending is None:
+        raise StoreError(
+            f"no pending link in the data folder {store.path}",
+            hint="Run `provision secondary listen --no-verify` first (with the same --data-dir).",
+        )
+    store.require_no_record()
+    if (now_ms if now_ms is not None else int(time.time() * 1000)) >= pending.expires_ms:
+        store.remove_pending()
+        raise TimedOutError(
+            "the pending link expired (its provisioning code is valid for 10 minutes)",
+            hint="Restart `provision secondary` and link again.",
+        )
+    trusted = (*pending.trusted_servers, *config.trusted_servers)
+    link_state = SecondaryLink(pending.ephemeral, trusted)
+    opened = _open(link_state, pending.device_init)
+    _announce(ui, opened)
+    if given_code is not None:
+        shown = parse_confirmation_code(opened.confirmation)
+        if not hmac.compare_digest(given_code.encode(), shown.encode()):
+            link_state.fail()
+            raise ConfirmationMismatchError(
+                "the confirmation code does not match the one of this link"
+            )
+    _confirm_number(ui, link_state, opened, expect)
+    return await complete_link(
+        config, ui, link_state, name=pending.name, rng=rng, on_linked=on_linked
+    )

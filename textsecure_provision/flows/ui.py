@@ -1,0 +1,84 @@
+"""What a flow needs from its user interface, and two plain implementations.
+
+Flows never print or prompt themselves: they call a ``Ui``. The CLI passes
+one that renders human text or JSON lines (``cli/ui.py``), ``provision demo``
+one that labels each side, tests a ``RecordingUi`` that logs every call, so
+the exact sequence of steps can be asserted.
+
+Event names are the ``--json`` event names (docs/cli.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from textsecure_provision.errors import InvalidInputError, RefusedError
+
+
+class Ui(Protocol):
+    def event(self, name: str, message: str, **fields: Any) -> None:
+        """A step along the way (stderr / one JSON line)."""
+
+    def result(self, name: str, message: str, **fields: Any) -> None:
+        """The command's outcome (stdout / one JSON line)."""
+
+    def channel_opened(
+        self, link: str, *, channel_uuid: str, expires_in: float, deadline_in: float, renewed: bool
+    ) -> None:
+        """A channel is open: show the link as a QR code until it is used or expires."""
+
+    def confirm(self, question: str, *, refusal: str) -> None:
+        """Ask yes/no; raise ``RefusedError(refusal)`` unless the answer is yes."""
+
+    def ask(self, question: str) -> str:
+        """Ask for a line of text (e.g. the registration code)."""
+
+
+@dataclass
+class RecordingUi:
+    """A ``Ui`` for tests and embedding: logs every call, answers from a script."""
+
+    answers: dict[str, Any] = field(default_factory=dict)
+    """``confirm`` → bool (default True), ``ask`` → str."""
+    calls: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
+
+    def event(self, name: str, message: str, **fields: Any) -> None:
+        self.calls.append(("event", name, fields))
+
+    def result(self, name: str, message: str, **fields: Any) -> None:
+        self.calls.append(("result", name, fields))
+
+    def channel_opened(
+        self, link: str, *, channel_uuid: str, expires_in: float, deadline_in: float, renewed: bool
+    ) -> None:
+        self.calls.append(
+            (
+                "channel",
+                "channel_renewed" if renewed else "channel_opened",
+                {"link": link, "channel_uuid": channel_uuid},
+            )
+        )
+
+    def confirm(self, question: str, *, refusal: str) -> None:
+        self.calls.append(("confirm", question, {}))
+        if not self.answers.get("confirm", True):
+            raise RefusedError(refusal)
+
+    def ask(self, question: str) -> str:
+        self.calls.append(("ask", question, {}))
+        answer = self.answers.get("ask")
+        if not isinstance(answer, str):
+            raise InvalidInputError("no answer scripted")
+        return answer
+
+    def names(self) -> list[str]:
+        """The event/result/channel names in order (prompts left out)."""
+        return [name for kind, name, _ in self.calls if kind in ("event", "result", "channel")]
+
+    def fields(self, name: str) -> dict[str, Any]:
+        """The fields of the last call named ``name``."""
+        for _kind, n, found in reversed(self.calls):
+            if n == name:
+                return dict(found)
+        raise KeyError(name)

@@ -1,0 +1,396 @@
+"""The server's HTTP API (§4): one method per endpoint, statuses mapped back to errors.
+
+The server turns each ``ProvisionError`` into a status once; this module turns
+the status back into the same class, per endpoint, because a status means
+different things on different endpoints (a 404 on ``PUT /v1/messages/{uuid}``
+is a gone channel, on ``DELETE /v1/devices/{id}`` an unknown device). Network
+failures (connect, DNS, TLS, timeouts) are ``ServerUnreachableError``.
+Messages never include a password, a code or a body.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from textsecure_provision import __version__
+from textsecure_provision.errors import (
+    AuthError,
+    ChannelGoneError,
+    CodeRejectedError,
+    ConflictError,
+    DeviceLimitError,
+    ForbiddenError,
+    IdentityKeyMismatchError,
+    InvalidInputError,
+    MessageFormatError,
+    MismatchedDevicesError,
+    NotFoundError,
+    PhoneNumberError,
+    ProvisionError,
+    RateLimitedError,
+    ServerRefusedError,
+    ServerUnreachableError,
+    StaleDevicesError,
+    TooLargeError,
+)
+from textsecure_provision.protocol.encoding import b64encode
+from textsecure_provision.transport.tls import make_ssl_context
+
+log = logging.getLogger(__name__)
+# httpx logs every request's full URL at INFO, and ours can hold codes (/v1/devices/{code},
+# /v1/accounts/code/{code}): keep its records out of `-v` output. Our own debug line names
+# only the route.
+logging.getLogger("httpx").setLevel(logging.WARNING)
+
+CONNECT_TIMEOUT_S = 10.0
+READ_TIMEOUT_S = 30.0
+DEFAULT_RETRY_AFTER_S = 60
+MAX_ERROR_TEXT = 200  # the server's error text is shown to the user, trimmed
+CHANNEL_MESSAGE_TYPE = 0  # §4: a channel takes one message; its type is not used
+
+ErrorMap = Mapping[int, type[ProvisionError]]
+
+# What each status means unless an endpoint says otherwise (§4 error column).
+DEFAULT_ERRORS: ErrorMap = {
+    400: ServerRefusedError,
+    401: AuthError,
+    403: ForbiddenError,
+    404: NotFoundError,
+    409: ConflictError,
+    410: StaleDevicesError,
+    411: DeviceLimitError,
+    413: TooLargeError,
+    429: RateLimitedError,
+    502: ServerUnreachableError,
+    503: ServerUnreachableError,
+    504: ServerUnreachableError,
+}
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """Basic auth (§4): ``number`` for device 1 or a device not yet numbered, else ``number.N``."""
+
+    number: str
+    password: str = field(repr=False)
+    device_id: int | None = None
+
+    @property
+    def username(self) -> str:
+        if self.device_id is None or self.device_id == 1:
+            return self.number
+        return f"{self.number}.{self.device_id}"
+
+
+@dataclass(frozen=True)
+class DeviceInfo:
+    id: int
+    name: str | None
+    created: int | None
+    last_seen: int | None
+
+
+def _seg(value: str | int) -> str:
+    # One path segment; '+' stays literal (E.164 numbers), everything else percent-encoded.
+    return quote(str(value), safe="+")
+
+
+class ApiClient:
+    """An async client for one server. Use as ``async with ApiClient(url, creds) as api``."""
+
+    def __init__(
+        self,
+        base_url: str,
+        credentials: Credentials | None = None,
+        *,
+        ca_file: str | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.credentials = credentials
+        verify: Any = make_ssl_context(ca_file) if base_url.startswith("https:") else True
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url,
+            verify=verify,
+            timeout=httpx.Timeout(READ_TIMEOUT_S, connect=CONNECT_TIMEOUT_S),
+            headers={"User-Agent": f"textsecure-provision/{__version__}"},
+            follow_redirects=False,
+            transport=transport,
+        )
+
+    async def __aenter__(self) -> ApiClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    # -- accounts (§4) ----------------------------------------------------------------------
+    async def request_registration_code(self, number: str) -> None:
+        """``GET /v1/accounts/sms/code/{number}``: ask the server to deliver a code."""
+        await self._call(
+            "GET",
+            f"/v1/accounts/sms/code/{_seg(number)}",
+            what="requesting a registration code",
+            auth=False,
+            errors={400: PhoneNumberError, 413: RateLimitedError},
+        )
+
+    async def register_account(
+        self, code: str, *, registration_id: int, name: str | None = None
+    ) -> int:
+        """``PUT /v1/accounts/code/{code}`` as the new master; returns its device id (1)."""
+        doc = await self._call(
+            "PUT",
+            f"/v1/accounts/code/{_seg(code)}",
+            what="registering the account",
+            json=_device_attributes(registration_id, name),
+            errors={403: CodeRejectedError},
+        )
+        return _int_field(doc, "deviceId")
+
+    # -- devices (§4) -----------------------------------------------------------------------
+    async def fetch_provisioning_code(self) -> str:
+        """``GET /v1/devices/provisioning_code``: a fresh single-use code (decimal digits)."""
+        doc = await self._call(
+            "GET", "/v1/devices/provisioning_code", what="requesting a provisioning code"
+        )
+        code = doc.get("verificationCode") if isinstance(doc, dict) else None
+        if not isinstance(code, str) or not code.isdecimal() or not 6 <= len(code) <= 9:
+            raise MessageFormatError("the server's provisioning code is not 6 to 9 digits")
+        return code
+
+    async def register_device(
+        self, code: str, *, registration_id: int, name: str | None = None
+    ) -> int:
+        """``PUT /v1/devices/{code}`` with the new device's credentials; returns its id."""
+        doc = await self._call(
+            "PUT",
+            f"/v1/devices/{_seg(code)}",
+            what="registering this device with the provisioning code",
+            json=_device_attributes(registration_id, name),
+            errors={403: CodeRejectedError},
+        )
+        return _int_field(doc, "deviceId")
+
+    async def fetch_devices(self) -> list[DeviceInfo]:
+        doc = await self._call("GET", "/v1/devices/", what="listing devices")
+        devices = doc.get("devices") if isinstance(doc, dict) else None
+        if not isinstance(devices, list):
+            raise MessageFormatError("the server's device list is malformed")
+        out = []
+        for d in devices:
+            if not isinstance(d, dict) or not _is_int(d.get("id")):
+                raise MessageFormatError("the server's device list is malformed")
+            out.append(
+                DeviceInfo(
+                    id=d["id"],
+                    name=d.get("name") if isinstance(d.get("name"), str) else None,
+                    created=d.get("created") if _is_int(d.get("created")) else None,
+                    last_seen=d.get("lastSeen") if _is_int(d.get("lastSeen")) else None,
+                )
+            )
+        return out
+
+    async def remove_device(self, device_id: int) -> None:
+        await self._call(
+            "DELETE",
+            f"/v1/devices/{_seg(device_id)}",
+            what=f"removing device {device_id}",
+            errors={404: NotFoundError},
+        )
+
+    # -- keys (§4) ----------------------------------------------------------------------------
+    async def upload_keys(self, body: Mapping[str, Any]) -> None:
+        """``PUT /v1/keys`` with the body built by ``protocol.prekeys.build_keys_upload``."""
+        await self._call(
+            "PUT",
+            "/v1/keys",
+            what="uploading keys",
+            json=dict(body),
+            errors={409: IdentityKeyMismatchError},
+        )
+
+    async def fetch_prekey_count(self) -> int:
+        doc = await self._call("GET", "/v1/keys/", what="counting prekeys")
+        return _int_field(doc, "count")
+
+    async def fetch_keys(self, number: str, device: int | str = "*") -> dict[str, Any]:
+        """``GET /v1/keys/{number}/{device}``: the raw JSON bundle (parsed by the session layer)."""
+        doc = await self._call(
+            "GET", f"/v1/keys/{_seg(number)}/{_seg(device)}", what=f"fetching keys of {number}"
+        )
+        if not isinstance(doc, dict):
+            raise MessageFormatError("the server's key bundle is not a JSON object")
+        return doc
+
+    # -- messages (§4) ----------------------------------------------------------------------
+    async def send_messages(self, destination: str, messages: list[dict[str, Any]]) -> Any:
+        """``PUT /v1/messages/{number}``: 409/410 carry the device lists to fix."""
+        return await self._call(
+            "PUT",
+            f"/v1/messages/{_seg(destination)}",
+            what=f"sending to {destination}",
+            json={"messages": messages},
+            errors={409: MismatchedDevicesError, 410: StaleDevicesError},
+        )
+
+    async def send_to_channel(self, channel_uuid: str, device_init: bytes) -> None:
+        """``PUT /v1/messages/{uuid}``: the one DeviceInit; 404 means the channel is gone."""
+        message = {
+            "type": CHANNEL_MESSAGE_TYPE,
+            "destinationDeviceId": 1,
+            "destinationRegistrationId": 0,
+            "body": b64encode(device_init),
+            "timestamp": int(time.time() * 1000),
+        }
+        await self._call(
+            "PUT",
+            f"/v1/messages/{_seg(channel_uuid)}",
+            what="sending to the new device's channel",
+            json={"messages": [message]},
+            errors={404: ChannelGoneError},
+        )
+
+    async def fetch_messages(
+        self, wait_s: float | None = None
+    ) -> tuple[list[dict[str, Any]], bool]:
+        params = {"wait": str(int(wait_s))} if wait_s else None
+        timeout = httpx.Timeout(READ_TIMEOUT_S + (wait_s or 0), connect=CONNECT_TIMEOUT_S)
+        doc = await self._call(
+            "GET", "/v1/messages/", what="fetching messages", params=params, timeout=timeout
+        )
+        messages = doc.get("messages") if isinstance(doc, dict) else None
+        if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
+            raise MessageFormatError("the server's message list is malformed")
+        return messages, bool(doc.get("more", False))
+
+    async def ack_message(self, guid: str) -> None:
+        await self._call("DELETE", f"/v1/messages/{_seg(guid)}", what="acknowledging a message")
+
+    # -- the one place statuses become errors -------------------------------------------------
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        what: str,
+        auth: bool = True,
+        errors: ErrorMap | None = None,
+        json: Any = None,
+        params: Mapping[str, str] | None = None,
+        timeout: httpx.Timeout | None = None,
+    ) -> Any:
+        kwargs: dict[str, Any] = {}
+        if auth:
+            if self.credentials is None:
+                raise AuthError(f"{what}: this device has no credentials")
+            kwargs["auth"] = httpx.BasicAuth(self.credentials.username, self.credentials.password)
+        if json is not None:
+            kwargs["json"] = json
+        if params:
+            kwargs["params"] = params
+        if timeout is not None:
+            kwargs["timeout"] = timeout
+        try:
+            response = await self._http.request(method, path, **kwargs)
+        except httpx.TimeoutException as exc:
+            raise ServerUnreachableError(
+                f"{what}: the server {self.base_url} did not answer in time"
+            ) from exc
+        except httpx.InvalidURL as exc:
+            raise InvalidInputError(f"the server URL {self.base_url} is not usable") from exc
+        except httpx.TransportError as exc:
+            raise ServerUnreachableError(
+                f"{what}: {_describe_transport_error(exc, self.base_url)}"
+            ) from exc
+        log.debug("%s %s -> %s", method, path.split("/")[1:3], response.status_code)
+        if response.is_success:
+            if not response.content:
+                return {}
+            try:
+                return response.json()
+            except ValueError as exc:
+                raise MessageFormatError(f"{what}: the server's answer is not JSON") from exc
+        raise error_for_response(response, what, errors)
+
+
+def error_for_response(
+    response: httpx.Response, what: str, errors: ErrorMap | None = None
+) -> ProvisionError:
+    """The ``ProvisionError`` for a non-2xx answer, per the endpoint's ``errors`` map."""
+    status = response.status_code
+    cls = (errors or {}).get(status) or DEFAULT_ERRORS.get(status)
+    if cls is None:
+        cls = ServerUnreachableError if status >= 500 else ServerRefusedError
+    body: Any = None
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    text = body.get("error") if isinstance(body, dict) else None
+    detail = f"HTTP {status}"
+    if isinstance(text, str) and text:
+        clean = "".join(c if c.isprintable() else "?" for c in text)[:MAX_ERROR_TEXT]
+        detail = f"{detail}: {clean}"
+    verb = "failed" if cls is ServerUnreachableError else "refused"
+    message = f"{what}: the server {verb} ({detail})"
+    if issubclass(cls, RateLimitedError):
+        return cls(message, retry_after=_retry_after(response))
+    if issubclass(cls, MismatchedDevicesError):
+        missing, extra = _int_list(body, "missingDevices"), _int_list(body, "extraDevices")
+        return cls(message, missing=missing, extra=extra)
+    if issubclass(cls, StaleDevicesError):
+        return cls(message, stale=_int_list(body, "staleDevices"))
+    return cls(message)
+
+
+def _describe_transport_error(exc: httpx.TransportError, base_url: str) -> str:
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return (
+                f"the TLS certificate of {base_url} could not be verified ({cause.verify_message})"
+            )
+        if isinstance(cause, ssl.SSLError):
+            return f"the TLS connection to {base_url} failed"
+        cause = cause.__cause__ or cause.__context__
+    return f"cannot connect to {base_url}"
+
+
+def _retry_after(response: httpx.Response) -> int:
+    value = response.headers.get("Retry-After", "")
+    return int(value) if value.isdecimal() else DEFAULT_RETRY_AFTER_S
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _int_field(doc: Any, name: str) -> int:
+    value = doc.get(name) if isinstance(doc, dict) else None
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise MessageFormatError(f"the server's answer lacks an integer {name!r}")
+    return value
+
+
+def _int_list(doc: Any, name: str) -> list[int]:
+    value = doc.get(name) if isinstance(doc, dict) else None
+    return [v for v in value if _is_int(v)] if isinstance(value, list) else []
+
+
+def _device_attributes(registration_id: int, name: str | None) -> dict[str, Any]:
+    body: dict[str, Any] = {"registrationId": registration_id, "fetchesMessages": True}
+    if name:
+        body["name"] = name
+    return body
