@@ -1,0 +1,209 @@
+"""``provision server`` as a real process: defaults, port file, env vars, refusals, TLS, stop."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import ipaddress
+import json
+import os
+import signal
+import ssl
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+START_TIMEOUT_S = 20.0
+
+
+def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PROVISION_")}
+    env["XDG_DATA_HOME"] = str(tmp_path / "xdg")
+    env["HOME"] = str(tmp_path / "home")
+    env.update(extra)
+    return env
+
+
+class ServerProcess:
+    def __init__(self, args: list[str], env: dict[str, str], port_file: Path, log: Path) -> None:
+        self.port_file = port_file
+        self.log = log
+        with log.open("wb") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "textsecure_provision", "server", *args],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=env,
+            )
+
+    def wait_url(self) -> str:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError("server exited:\n" + self.log.read_text())
+            if self.port_file.exists():
+                text = self.port_file.read_text()
+                assert text.endswith("\n")
+                return text.strip()
+            time.sleep(0.05)  # waiting for another process's file: nothing to wait on
+        raise AssertionError("no port file:\n" + self.log.read_text())
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                return self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                raise
+        return int(self.proc.returncode)
+
+
+Spawn = Callable[..., ServerProcess]
+
+
+@pytest.fixture
+def spawn(tmp_path: Path) -> Iterator[Spawn]:
+    procs: list[ServerProcess] = []
+
+    def start(
+        *args: str, env: dict[str, str] | None = None, port_file: Path | None = None
+    ) -> ServerProcess:
+        port_file = port_file or tmp_path / f"url{len(procs)}"
+        proc = ServerProcess(
+            list(args), env or _env(tmp_path), port_file, tmp_path / f"log{len(procs)}"
+        )
+        procs.append(proc)
+        return proc
+
+    yield start
+    for p in procs:
+        if p.proc.poll() is None:
+            p.proc.kill()
+            p.proc.wait()
+
+
+def test_defaults_env_vars_and_clean_stop(tmp_path: Path, spawn: Spawn) -> None:
+    """No option on the command line: port and port file from PROVISION_SERVER_*, the
+    database in the user data folder (0700), /health answers, SIGTERM exits 0."""
+    port_file = tmp_path / "url-env"
+    env = _env(tmp_path, PROVISION_SERVER_PORT="0", PROVISION_SERVER_PORT_FILE=str(port_file))
+    proc = spawn(env=env, port_file=port_file)
+    url = proc.wait_url()
+    assert url.startswith("http://127.0.0.1:")
+    r = httpx.get(f"{url}/health", timeout=5)
+    assert r.status_code == 200
+    assert r.json()["status"] == "ok"
+    folder = tmp_path / "xdg" / "textsecure-provision" / "server"
+    assert (folder / "relay.sqlite3").exists()
+    assert (folder.stat().st_mode & 0o777) == 0o700
+    assert proc.stop() == 0
+
+
+def test_test_code_on_a_public_bind_is_refused(tmp_path: Path) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "textsecure_provision", "server", "--host", "0.0.0.0",
+         "--port", "0", "--test-registration-code", "123456"],
+        capture_output=True, text=True, env=_env(tmp_path), timeout=30,
+    )  # fmt: skip
+    assert out.returncode == 2
+    assert "allow-test-code-on-public-bind" in out.stderr
+
+
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["--rate-limit", "nosuch=1/2"], "unknown rate limit"),
+        (["--rate-limit", "code_guess_number=lots"], "NAME=COUNT/SECONDS"),
+        (["--registration-codes", "test"], "--test-registration-code"),
+        (["--tls-cert", __file__], "--tls-key"),
+        (["--channel-ttl", "0"], "channel-ttl"),
+    ],
+)
+def test_bad_options_are_usage_errors(tmp_path: Path, args: list[str], needle: str) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "textsecure_provision", "server", "--port", "0", *args],
+        capture_output=True, text=True, env=_env(tmp_path), timeout=30,
+    )  # fmt: skip
+    assert out.returncode == 2, out.stderr
+    assert needle in out.stderr
+
+
+def test_cli_module_imports_nothing_heavy() -> None:
+    code = (
+        "import sys, textsecure_provision.cli.server\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('starlette', 'uvicorn', 'httpx', 'websockets')"
+        " or m.startswith('textsecure_provision.server')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def _self_signed(folder: Path) -> tuple[Path, Path]:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+def test_tls(tmp_path: Path, spawn: Spawn) -> None:
+    cert, key = _self_signed(tmp_path)
+    proc = spawn(
+        "--port", "0", "--port-file", str(tmp_path / "url0"), "--db", str(tmp_path / "t.db"),
+        "--tls-cert", str(cert), "--tls-key", str(key),
+    )  # fmt: skip
+    url = proc.wait_url()
+    assert url.startswith("https://127.0.0.1:")
+    ctx = ssl.create_default_context(cafile=str(cert))
+    r = httpx.get(f"{url}/health", verify=ctx, timeout=5)
+    assert r.status_code == 200
+    with pytest.raises(httpx.ConnectError):  # an unpinned client refuses the certificate
+        httpx.get(f"{url}/health", timeout=5)
+
+    async def channel() -> dict[str, str]:
+        from websockets.asyncio.client import connect
+
+        ws_url = url.replace("https://", "wss://") + "/v1/temp_websocket"
+        async with connect(ws_url, ssl=ctx, open_timeout=5) as ws:
+            doc: dict[str, str] = json.loads(await asyncio.wait_for(ws.recv(), 5))
+            return doc
+
+    assert set(asyncio.run(channel())) == {"uuid"}
+    assert proc.stop() == 0

@@ -1,0 +1,156 @@
+"""The relay server's ASGI app: ``create_app(config)`` wires routes, backends and handlers.
+
+Backends come from the config's URLs (``build_storage``, ``build_fanout``,
+``build_limiter``) or are injected (tests; the multi-node issue adds Postgres and
+Redis here without touching a route). The lifespan opens them on start and
+closes them on stop; a housekeeping task purges expired codes and idle
+rate-limit buckets meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.types import Receive, Scope, Send
+
+from textsecure_provision.errors import InvalidInputError, ProvisionError
+from textsecure_provision.server.config import ServerConfig, default_db_path, sqlite_path_from_url
+from textsecure_provision.server.fanout.base import FanOut
+from textsecure_provision.server.fanout.memory import MemoryFanOut
+from textsecure_provision.server.handlers import handle_http_exception, handle_provision_error
+from textsecure_provision.server.limits import Limits, MemoryRateLimiter, RateLimiter
+from textsecure_provision.server.metrics import Metrics
+from textsecure_provision.server.middleware import GuardMiddleware
+from textsecure_provision.server.routes import accounts, channels, devices, keys, messages, ops
+from textsecure_provision.server.services import Services, wall_clock_ms
+from textsecure_provision.server.storage.base import Storage
+
+log = logging.getLogger("textsecure_provision.server")
+
+
+def build_storage(config: ServerConfig) -> Storage:
+    """``sqlite:///path`` (or a bare path, or "" for the default file); Postgres later."""
+    url = config.db_url
+    if url.startswith(("postgres://", "postgresql://")):
+        raise InvalidInputError("PostgreSQL storage is not available in this build")
+    from textsecure_provision.server.storage.sqlite import SqliteStorage
+
+    path = str(default_db_path()) if not url else sqlite_path_from_url(url)
+    return SqliteStorage(path)
+
+
+def build_fanout(config: ServerConfig) -> FanOut:
+    if config.redis_url:
+        raise InvalidInputError("Redis fan-out is not available in this build")
+    return MemoryFanOut()
+
+
+def build_limiter(config: ServerConfig) -> RateLimiter:
+    if config.redis_url:
+        raise InvalidInputError("Redis rate limits are not available in this build")
+    return MemoryRateLimiter()
+
+
+class RelayApp(Starlette):
+    """Starlette, except that the temp websocket is served as plain ASGI before the
+    middleware stack: an idle channel then holds no middleware or router frames
+    (routes/channels.py says why that matters)."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket" and scope["path"] == channels.PATH:
+            await channels.serve_channel(self.state.services, scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
+
+
+def create_app(
+    config: ServerConfig,
+    *,
+    storage: Storage | None = None,
+    fanout: FanOut | None = None,
+    limiter: RateLimiter | None = None,
+    clock_ms: Callable[[], int] = wall_clock_ms,
+) -> RelayApp:
+    metrics = Metrics()
+    svc = Services(
+        config=config,
+        storage=storage if storage is not None else build_storage(config),
+        fanout=fanout if fanout is not None else build_fanout(config),
+        limits=Limits(
+            limiter if limiter is not None else build_limiter(config), config.rate_limits, metrics
+        ),
+        metrics=metrics,
+        clock_ms=clock_ms,
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await svc.storage.open()
+        try:
+            await svc.fanout.start()
+            housekeeping = asyncio.get_running_loop().create_task(_housekeeping(svc))
+            log.info(
+                "storage %s, fan-out %s, channel ttl %gs, registration codes: %s",
+                svc.storage.describe(),
+                svc.fanout.describe(),
+                config.channel_ttl_s,
+                config.registration_codes,
+            )
+            try:
+                yield
+            finally:
+                svc.begin_shutdown()
+                housekeeping.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await housekeeping
+                await svc.fanout.close()
+                await svc.limits.limiter.close()
+        finally:
+            await svc.storage.close()
+
+    app = RelayApp(
+        routes=[
+            *accounts.routes,
+            *devices.routes,
+            *keys.routes,
+            *messages.routes,
+            *channels.routes,
+            *ops.routes,
+        ],
+        middleware=[
+            Middleware(
+                GuardMiddleware,
+                metrics=metrics,
+                max_body_bytes=config.max_body_bytes,
+                access_log=config.access_log,
+            )
+        ],
+        exception_handlers={
+            ProvisionError: handle_provision_error,
+            HTTPException: handle_http_exception,
+        },
+        lifespan=lifespan,
+    )
+    # The contract's paths are exact: a near miss is a JSON 404, not a redirect.
+    app.router.redirect_slashes = False
+    app.state.services = svc
+    return app
+
+
+async def _housekeeping(svc: Services) -> None:
+    """Purge expired codes and refilled rate-limit buckets, once a minute by default."""
+    while True:
+        await asyncio.sleep(svc.config.housekeeping_interval_s)
+        try:
+            purged = await svc.storage.purge_expired(svc.clock_ms())
+            await svc.limits.limiter.sweep()
+            if purged:
+                log.debug("purged %d expired codes", purged)
+        except ProvisionError as exc:
+            log.warning("housekeeping skipped: %s", exc.message)

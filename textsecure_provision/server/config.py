@@ -1,0 +1,232 @@
+"""Everything an operator can set on the relay server, as one frozen value.
+
+``ServerConfig`` is built by ``provision server`` (cli/server.py) or directly by
+tests, and handed to ``create_app``. It names backends by URL (``--db``,
+later ``--redis``) so that ``build_storage``/``build_fanout``/``build_limiter``
+in app.py can pick the implementation; nothing here imports Starlette, so the
+CLI can build and check a config before anything heavy is loaded.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Literal
+
+from textsecure_provision.errors import InvalidInputError
+
+CHANNEL_TTL_S = 120.0  # §4.1 step 3 (decided)
+PROVISIONING_CODE_TTL_S = 600.0  # §4: a provisioning code expires after 10 minutes
+PROVISIONING_CODE_DIGITS = 9  # §4 (decided: default 9)
+REGISTRATION_CODE_TTL_S = 600.0
+REGISTRATION_CODE_DIGITS = 6
+MAX_DEVICES = 6  # §4: 411 once an account holds this many devices
+MAX_BODY_BYTES = 256 * 1024  # §4: bodies over 256 KiB → 413
+MAX_PREKEYS_PER_UPLOAD = 200  # PUT /v1/keys with more one-time prekeys → 413
+MAX_MESSAGES_PER_SEND = 64  # one PUT covers at most this many destination devices
+MAX_MESSAGES_PER_FETCH = 100  # GET /v1/messages/ pages; "more" says if there are others
+MAX_WAIT_S = 60.0  # GET /v1/messages/?wait=S is clamped to this
+DEFAULT_PORT = 8080
+DEFAULT_HOST = "127.0.0.1"
+
+RegistrationMode = Literal["log", "test"]
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A token bucket: at most ``count`` at once, refilled at ``count`` per ``period_s``."""
+
+    count: int
+    period_s: float
+
+    def __post_init__(self) -> None:
+        if self.count < 1 or self.period_s <= 0:
+            raise InvalidInputError("a rate limit needs a count >= 1 and a period > 0")
+
+    def __str__(self) -> str:
+        return f"{self.count}/{self.period_s:g}s"
+
+
+@dataclass(frozen=True)
+class RateLimits:
+    """Every rate limit of the server (§4: 429 with Retry-After); ``None`` turns one off.
+
+    Names are what ``--rate-limit NAME=COUNT/SECONDS`` takes. The defaults cut a
+    guesser off after 10 wrong provisioning codes per number per hour, while a
+    person linking devices by hand never meets them.
+    """
+
+    # Per number: what protects one account. 10 wrong provisioning codes per hour against
+    # 9 * 10^8 possible codes that live 10 minutes: a guesser's odds are ~1e-8 per code.
+    sms_code_number: Rule | None = Rule(5, 3600)  # GET /v1/accounts/sms/code/{number}
+    registration_guess_number: Rule | None = Rule(10, 3600)  # PUT /v1/accounts/code/{code}
+    provisioning_code_number: Rule | None = Rule(20, 3600)  # GET /v1/devices/provisioning_code
+    code_guess_number: Rule | None = Rule(10, 3600)  # PUT /v1/devices/{code}
+    message_send_device: Rule | None = Rule(300, 60)  # PUT /v1/messages/{destination}
+    # Per address: what stops one client spraying many numbers. Generous, because many
+    # honest users can share one address (NAT, a test suite on loopback).
+    sms_code_address: Rule | None = Rule(200, 3600)
+    registration_guess_address: Rule | None = Rule(200, 3600)
+    code_guess_address: Rule | None = Rule(200, 3600)
+    channel_create_address: Rule | None = Rule(120, 60)  # GET /v1/temp_websocket
+    auth_failure_address: Rule | None = Rule(30, 600)  # wrong passwords, checked before hashing
+
+    @classmethod
+    def names(cls) -> list[str]:
+        return [f.name for f in fields(cls)]
+
+    @classmethod
+    def off(cls) -> RateLimits:
+        return cls(**dict.fromkeys(cls.names()))
+
+    def with_rule(self, name: str, rule: Rule | None) -> RateLimits:
+        if name not in self.names():
+            raise InvalidInputError(
+                f"unknown rate limit {name!r}; known: {', '.join(self.names())}"
+            )
+        return replace(self, **{name: rule})
+
+
+_RULE_RE = re.compile(r"([a-z_]+)=(?:(off)|([0-9]+)/([0-9]+(?:\.[0-9]+)?))")
+
+
+def parse_rate_limit(text: str) -> tuple[str, Rule | None]:
+    """``NAME=COUNT/SECONDS`` or ``NAME=off`` (the ``--rate-limit`` option)."""
+    m = _RULE_RE.fullmatch(text.strip())
+    if not m:
+        raise InvalidInputError(f"a rate limit reads NAME=COUNT/SECONDS or NAME=off, not {text!r}")
+    name = m.group(1)
+    if name not in RateLimits.names():
+        raise InvalidInputError(
+            f"unknown rate limit {name!r}; known: {', '.join(RateLimits.names())}"
+        )
+    if m.group(2):
+        return name, None
+    return name, Rule(int(m.group(3)), float(m.group(4)))
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """One server's settings. Every field has the default ``provision server`` uses."""
+
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    db_url: str = ""  # "" → a SQLite file in the user data folder (see default_db_url)
+    redis_url: str | None = None  # multi-node fan-out and limits (not in this build)
+    channel_ttl_s: float = CHANNEL_TTL_S
+    registration_codes: RegistrationMode = "log"
+    test_registration_code: str | None = field(default=None, repr=False)
+    allow_test_code_on_public_bind: bool = False
+    max_devices: int = MAX_DEVICES
+    provisioning_code_ttl_s: float = PROVISIONING_CODE_TTL_S
+    provisioning_code_digits: int = PROVISIONING_CODE_DIGITS
+    registration_code_ttl_s: float = REGISTRATION_CODE_TTL_S
+    max_body_bytes: int = MAX_BODY_BYTES
+    max_prekeys: int = MAX_PREKEYS_PER_UPLOAD
+    max_messages_per_send: int = MAX_MESSAGES_PER_SEND
+    max_messages_per_fetch: int = MAX_MESSAGES_PER_FETCH
+    max_wait_s: float = MAX_WAIT_S
+    rate_limits: RateLimits = field(default_factory=RateLimits)
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    forwarded_allow_ips: str | None = None  # trust X-Forwarded-For from these proxies only
+    log_level: str = "info"
+    access_log: bool = True  # one line per request: method, route template, status, time
+    housekeeping_interval_s: float = 60.0
+
+    def __post_init__(self) -> None:
+        if self.test_registration_code is not None and self.registration_codes != "test":
+            object.__setattr__(self, "registration_codes", "test")
+        self.validate()
+
+    def validate(self) -> None:
+        """Cross-field checks; each failure is an ``InvalidInputError`` naming the option."""
+        if not 0 <= self.port <= 65535:
+            raise InvalidInputError("--port must be 0 to 65535")
+        if self.channel_ttl_s <= 0:
+            raise InvalidInputError("--channel-ttl must be positive")
+        if not 1 <= self.max_devices <= 1000:
+            raise InvalidInputError("--max-devices must be 1 to 1000")
+        if not 6 <= self.provisioning_code_digits <= 9:
+            # §4: decimal, fits a uint32, 6 to 9 digits.
+            raise InvalidInputError("provisioning codes have 6 to 9 digits")
+        if self.registration_codes not in ("log", "test"):
+            raise InvalidInputError("--registration-codes is 'log' or 'test'")
+        if self.registration_codes == "test":
+            code = self.test_registration_code
+            if code is None or not re.fullmatch(r"[0-9]{4,12}", code):
+                raise InvalidInputError(
+                    "--registration-codes test needs --test-registration-code (4 to 12 digits)"
+                )
+            if not self.allow_test_code_on_public_bind and not is_loopback_host(self.host):
+                raise InvalidInputError(
+                    f"--test-registration-code lets anyone register any number; refusing it on "
+                    f"the non-loopback address {self.host!r} "
+                    "(add --allow-test-code-on-public-bind if you really mean it)"
+                )
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise InvalidInputError("--tls-cert and --tls-key go together")
+        if self.max_body_bytes < 1024:
+            raise InvalidInputError("the body limit must be at least 1 KiB")
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.tls_cert else "http"
+
+    def base_url(self, port: int | None = None) -> str:
+        """The URL a local client uses: 127.0.0.1 for a wildcard or loopback bind."""
+        return f"{self.scheme}://{_url_host(self.host)}:{self.port if port is None else port}"
+
+
+def is_loopback_host(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _url_host(host: str) -> str:
+    bare = host.strip("[]")
+    if bare in ("", "0.0.0.0", "localhost"):  # noqa: S104 - naming the wildcard, not binding it
+        return "127.0.0.1"
+    if bare == "::":
+        return "[::1]"
+    try:
+        if ipaddress.ip_address(bare).version == 6:
+            return f"[{bare}]"
+    except ValueError:
+        pass
+    return bare
+
+
+def default_db_path() -> Path:
+    """``<user data dir>/textsecure-provision/server/relay.sqlite3`` (folder made 0700)."""
+    import platformdirs
+
+    folder = Path(platformdirs.user_data_dir("textsecure-provision")) / "server"
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    folder.chmod(0o700)
+    return folder / "relay.sqlite3"
+
+
+def sqlite_path_from_url(url: str) -> str:
+    """``sqlite:///rel.db``, ``sqlite:////abs.db``, ``sqlite:///:memory:`` or a bare path.
+
+    As in SQLAlchemy: after ``sqlite:///`` comes the path itself, so an absolute
+    path gives four slashes.
+    """
+    if url.startswith("sqlite:///"):
+        path = url[len("sqlite:///") :]
+    elif url.startswith("sqlite://"):
+        path = url[len("sqlite://") :]
+    elif "://" in url:
+        raise InvalidInputError(f"not a SQLite URL: {url.split('://')[0]}://...")
+    else:
+        path = url
+    if not path:
+        raise InvalidInputError("the SQLite URL names no file")
+    return path

@@ -1,0 +1,88 @@
+"""``FanOut`` within one process: a dict of channel sinks and a dict of waiting events.
+
+Everything runs on one event loop, so ``dict.pop`` is the atomic claim that
+gives a channel exactly one message (fanout/base.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from textsecure_provision.server.fanout.base import ChannelId, ChannelSink, MailboxKey
+
+
+class _Waiter:
+    __slots__ = ("event",)
+
+    def __init__(self) -> None:
+        self.event = asyncio.Event()
+
+    async def wait(self, timeout_s: float) -> bool:
+        if self.event.is_set():
+            self.event.clear()
+            return True
+        try:
+            await asyncio.wait_for(self.event.wait(), timeout_s)
+        except TimeoutError:
+            return False
+        self.event.clear()
+        return True
+
+
+class MemoryFanOut:
+    def __init__(self) -> None:
+        self._channels: dict[ChannelId, ChannelSink] = {}
+        self._waiters: dict[MailboxKey, set[_Waiter]] = {}
+
+    def describe(self) -> str:
+        return "memory (this process only)"
+
+    async def start(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        self._channels.clear()
+        self.interrupt_waiters()
+
+    async def check(self) -> None:
+        return None
+
+    async def open_channel(self, channel_id: ChannelId, sink: ChannelSink, ttl_s: float) -> None:
+        # ttl_s matters to shared backends (key expiry); here the holder's timer closes it.
+        self._channels[channel_id] = sink
+
+    async def close_channel(self, channel_id: ChannelId) -> None:
+        self._channels.pop(channel_id, None)
+
+    async def publish(self, channel_id: ChannelId, frame: str) -> bool:
+        sink = self._channels.pop(channel_id, None)  # the claim: at most one caller gets it
+        if sink is None:
+            return False
+        return await sink(frame)
+
+    def local_channels(self) -> int:
+        return len(self._channels)
+
+    @asynccontextmanager
+    async def subscribe(self, key: MailboxKey) -> AsyncIterator[_Waiter]:
+        waiter = _Waiter()
+        self._waiters.setdefault(key, set()).add(waiter)
+        try:
+            yield waiter
+        finally:
+            waiters = self._waiters.get(key)
+            if waiters is not None:
+                waiters.discard(waiter)
+                if not waiters:
+                    del self._waiters[key]
+
+    async def notify(self, key: MailboxKey) -> None:
+        for waiter in self._waiters.get(key, ()):
+            waiter.event.set()
+
+    def interrupt_waiters(self) -> None:
+        for waiters in self._waiters.values():
+            for waiter in waiters:
+                waiter.event.set()

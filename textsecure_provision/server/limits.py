@@ -1,0 +1,129 @@
+"""Rate limiting (§4: 429 with Retry-After) behind one small interface.
+
+A ``RateLimiter`` keeps token buckets keyed by (rule, key): ``acquire`` takes a
+token or says how long to wait, and a refusal takes nothing, so a client that
+waits as told gets through. ``MemoryRateLimiter`` serves one node; a Redis one
+(multi-node issue) implements the same three methods so that a limit spent on
+one node holds on the others.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+from textsecure_provision.errors import RateLimitedError
+from textsecure_provision.server.config import Rule
+from textsecure_provision.server.metrics import Metrics
+
+MAX_BUCKETS = 200_000  # above this, full buckets are swept at once (memory bound)
+
+
+class RateLimiter(Protocol):
+    async def acquire(self, name: str, rule: Rule, key: str) -> float:
+        """Take one token; 0.0 if allowed, else the seconds until one is available."""
+
+    async def peek(self, name: str, rule: Rule, key: str) -> float:
+        """Like ``acquire`` but takes nothing: is the bucket empty right now?"""
+
+    async def sweep(self) -> None:
+        """Forget buckets that are full again (housekeeping)."""
+
+    async def check(self) -> None:
+        """Raise ``ServiceUnavailableError`` if the limiter's backend is down."""
+
+    async def close(self) -> None: ...
+
+
+class MemoryRateLimiter:
+    """In-process token buckets. ``clock`` is monotonic seconds (injectable for tests)."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        # (rule name, key) → (tokens, at, full_at): full_at is when the bucket is full
+        # again, so the sweep can forget it without knowing its rule.
+        self._buckets: dict[tuple[str, str], tuple[float, float, float]] = {}
+
+    def _level(self, rule: Rule, key: tuple[str, str], now: float) -> float:
+        state = self._buckets.get(key)
+        if state is None:
+            return float(rule.count)
+        tokens, at, _ = state
+        return min(float(rule.count), tokens + (now - at) * rule.count / rule.period_s)
+
+    async def acquire(self, name: str, rule: Rule, key: str) -> float:
+        now = self._clock()
+        k = (name, key)
+        tokens = self._level(rule, k, now)
+        if tokens < 1.0:
+            return (1.0 - tokens) * rule.period_s / rule.count
+        tokens -= 1.0
+        full_at = now + (rule.count - tokens) * rule.period_s / rule.count
+        self._buckets[k] = (tokens, now, full_at)
+        if len(self._buckets) > MAX_BUCKETS:
+            self._sweep(now)
+        return 0.0
+
+    async def peek(self, name: str, rule: Rule, key: str) -> float:
+        tokens = self._level(rule, (name, key), self._clock())
+        return 0.0 if tokens >= 1.0 else (1.0 - tokens) * rule.period_s / rule.count
+
+    async def sweep(self) -> None:
+        self._sweep(self._clock())
+
+    def _sweep(self, now: float) -> None:
+        # A bucket that has refilled is the same as no bucket: forgetting it changes nothing.
+        self._buckets = {k: v for k, v in self._buckets.items() if v[2] > now}
+
+    def __len__(self) -> int:
+        return len(self._buckets)
+
+    async def check(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        self._buckets.clear()
+
+
+class Limits:
+    """The server's rules plus its limiter: ``await limits.enforce("code_guess_number", key)``."""
+
+    def __init__(self, limiter: RateLimiter, rules: object, metrics: Metrics) -> None:
+        self.limiter = limiter
+        self.rules = rules
+        self.metrics = metrics
+
+    def rule(self, name: str) -> Rule | None:
+        rule: Rule | None = getattr(self.rules, name)
+        return rule
+
+    async def enforce(self, name: str, key: str) -> None:
+        """Take a token or raise ``RateLimitedError`` (429 + Retry-After)."""
+        rule = self.rule(name)
+        if rule is None:
+            return
+        wait = await self.limiter.acquire(name, rule, key)
+        if wait > 0:
+            self._refuse(name, wait)
+
+    async def check_not_blocked(self, name: str, key: str) -> None:
+        """Raise ``RateLimitedError`` if the bucket is empty, without taking a token."""
+        rule = self.rule(name)
+        if rule is None:
+            return
+        wait = await self.limiter.peek(name, rule, key)
+        if wait > 0:
+            self._refuse(name, wait)
+
+    async def record(self, name: str, key: str) -> None:
+        """Take a token, never raising (counts a failure after the fact)."""
+        rule = self.rule(name)
+        if rule is not None:
+            await self.limiter.acquire(name, rule, key)
+
+    def _refuse(self, name: str, wait: float) -> None:
+        self.metrics.rate_limited(name)
+        # The key (a number or an address) is not in the message: clients see only the wait.
+        raise RateLimitedError("too many requests; try again later", retry_after=math.ceil(wait))

@@ -1,0 +1,162 @@
+"""Prekeys (§4, §7): upload, count, and hand out bundles (each one-time prekey once)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from textsecure_provision.crypto.keys import PublicKey
+from textsecure_provision.crypto.signing import verify
+from textsecure_provision.errors import (
+    IdentityKeyMismatchError,
+    InvalidInputError,
+    MessageFormatError,
+    NotFoundError,
+    TooLargeError,
+)
+from textsecure_provision.protocol.encoding import b64encode, parse_phone_number
+from textsecure_provision.server.handlers import json_response
+from textsecure_provision.server.services import authenticate, services
+from textsecure_provision.server.storage.base import KeyBundle, PreKeyRecord, SignedPreKeyRecord
+from textsecure_provision.server.validation import (
+    UINT32_MAX,
+    get_bytes,
+    get_int,
+    get_list,
+    get_object,
+    get_public_key,
+    parse_device_id,
+    read_json_object,
+)
+
+SIGNATURE_LEN = 64
+MASTER_DEVICE_ID = 1
+
+
+def _prekey(doc: object, name: str) -> PreKeyRecord:
+    if not isinstance(doc, dict):
+        raise MessageFormatError(f"{name} must be a JSON object")
+    return PreKeyRecord(
+        key_id=get_int(doc, "keyId", lo=0, hi=UINT32_MAX),
+        public_key=get_public_key(doc, "publicKey"),
+    )
+
+
+async def upload_keys(request: Request) -> Response:
+    """``PUT /v1/keys``: 400 malformed or bad signature, 401, 409 identity key differs,
+    413 too many one-time prekeys.
+
+    The account's identity key is set by device 1's first upload; every later
+    upload, by any device, must carry the same key (§4). The signed prekey's
+    signature is checked over its 33-byte serialization (§7), in XEdDSA or
+    libaxolotl-2014 form (crypto/signing.verify).
+    """
+    svc = services(request)
+    device = await authenticate(request)
+    doc = await read_json_object(request)
+    identity_key = get_public_key(doc, "identityKey")
+    spk_doc = get_object(doc, "signedPreKey")
+    signed = SignedPreKeyRecord(
+        key_id=get_int(spk_doc, "keyId", lo=0, hi=UINT32_MAX),
+        public_key=get_public_key(spk_doc, "publicKey"),
+        signature=get_bytes(spk_doc, "signature"),
+    )
+    if len(signed.signature) != SIGNATURE_LEN:
+        raise InvalidInputError(f"signedPreKey.signature must be {SIGNATURE_LEN} bytes")
+    prekey_docs = get_list(doc, "preKeys")
+    if len(prekey_docs) > svc.config.max_prekeys:
+        raise TooLargeError(f"at most {svc.config.max_prekeys} one-time prekeys per upload")
+    prekeys = [_prekey(p, "preKeys[]") for p in prekey_docs]
+    if len({p.key_id for p in prekeys}) != len(prekeys):
+        raise InvalidInputError("preKeys holds the same keyId twice")
+    last_resort = None
+    if doc.get("lastResortKey") is not None:
+        last_resort = _prekey(doc["lastResortKey"], "lastResortKey")
+    if not verify(PublicKey.from_bytes(identity_key), signed.public_key, signed.signature):
+        raise InvalidInputError("the signed prekey's signature does not verify")
+
+    if device.device_id == MASTER_DEVICE_ID:
+        account_key = await svc.storage.set_identity_key_if_unset(device.number, identity_key)
+    else:
+        account_key = await svc.storage.get_identity_key(device.number)
+        if account_key is None:
+            raise IdentityKeyMismatchError(
+                "the account has no identity key yet: device 1 uploads its keys first"
+            )
+    if account_key != identity_key:
+        raise IdentityKeyMismatchError("identityKey differs from the account's identity key")
+    await svc.storage.replace_keys(device.number, device.device_id, signed, prekeys, last_resort)
+    return json_response({})
+
+
+async def prekey_count(request: Request) -> Response:
+    """``GET /v1/keys/``: how many one-time prekeys this device has left (401)."""
+    svc = services(request)
+    device = await authenticate(request)
+    return json_response(
+        {"count": await svc.storage.count_prekeys(device.number, device.device_id)}
+    )
+
+
+def _bundle_json(bundle: KeyBundle) -> dict[str, Any]:
+    assert bundle.signed_prekey is not None
+    spk = bundle.signed_prekey
+    out: dict[str, Any] = {
+        "deviceId": bundle.device_id,
+        "registrationId": bundle.registration_id,
+        "signedPreKey": {
+            "keyId": spk.key_id,
+            "publicKey": b64encode(spk.public_key),
+            "signature": b64encode(spk.signature),
+        },
+    }
+    if bundle.prekey is not None:
+        out["preKey"] = {
+            "keyId": bundle.prekey.key_id,
+            "publicKey": b64encode(bundle.prekey.public_key),
+        }
+    return out
+
+
+async def fetch_keys(request: Request) -> Response:
+    """``GET /v1/keys/{number}/{deviceId or *}`` (401, 404; 400 malformed).
+
+    ``*`` covers every device that has uploaded keys, except the asking device
+    itself when it asks for its own account (it would only burn its own
+    prekey). Each one-time prekey goes out once; then the last-resort key.
+    """
+    svc = services(request)
+    device = await authenticate(request)
+    number = parse_phone_number(request.path_params["number"])
+    which = request.path_params["device"]
+    single = None if which == "*" else parse_device_id(which)
+    identity_key = await svc.storage.get_identity_key(number)
+    if identity_key is None:
+        raise NotFoundError("no keys for that number")
+    if single is None:
+        devices = await svc.storage.list_devices(number)
+        wanted = [
+            d.device_id
+            for d in devices
+            if not (number == device.number and d.device_id == device.device_id)
+        ]
+    else:
+        wanted = [single]
+    bundles = [
+        b for b in await svc.storage.take_key_bundles(number, wanted) if b.signed_prekey is not None
+    ]
+    if not bundles:
+        raise NotFoundError("no keys for that device")
+    return json_response(
+        {"identityKey": b64encode(identity_key), "devices": [_bundle_json(b) for b in bundles]}
+    )
+
+
+routes = [
+    Route("/v1/keys", upload_keys, methods=["PUT"]),
+    Route("/v1/keys/", prekey_count, methods=["GET"]),
+    Route("/v1/keys/{number}/{device}", fetch_keys, methods=["GET"]),
+]

@@ -1,0 +1,130 @@
+"""Running the app under uvicorn: settings, the port file, and a prompt shutdown.
+
+Choices, each for a reason:
+
+* ``ws="websockets-sansio"``: uvicorn's sans-I/O websockets protocol keeps no
+  task per connection (the legacy one keeps two), and ``per_message_deflate``
+  is off: a zlib context costs far more than the ≤ 10 KiB an idle channel may
+  use, and a channel carries one ~200-byte frame anyway.
+* ``ws_max_size=4096``: a client has nothing to send on a channel (§4.1).
+* uvicorn's access log is off: it logs concrete paths, which may hold codes
+  (``/v1/devices/{code}``); ``GuardMiddleware`` logs route templates instead.
+* ``proxy_headers`` only with ``--forwarded-allow-ips``: otherwise any client
+  could pick its own address for the per-address rate limits.
+* ``--port 0`` picks a free port; once listening, the base URL plus a newline
+  is written atomically (temp file + rename) to ``--port-file``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+import threading
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+
+from textsecure_provision.server.config import ServerConfig
+from textsecure_provision.server.services import Services
+
+WS_IMPLEMENTATION = "websockets-sansio"
+WS_MAX_FRAME_BYTES = 4096
+GRACEFUL_SHUTDOWN_S = 5.0
+
+
+def uvicorn_config(app: Starlette, config: ServerConfig, **overrides: Any) -> uvicorn.Config:
+    kwargs: dict[str, Any] = {
+        "host": config.host,
+        "port": config.port,
+        "ws": WS_IMPLEMENTATION,
+        "ws_per_message_deflate": False,
+        "ws_max_size": WS_MAX_FRAME_BYTES,
+        "lifespan": "on",
+        "access_log": False,
+        "log_config": None,  # the caller configures logging (cli/server.py or the tests)
+        "log_level": config.log_level,
+        "proxy_headers": config.forwarded_allow_ips is not None,
+        "forwarded_allow_ips": config.forwarded_allow_ips,
+        "server_header": False,
+        "timeout_graceful_shutdown": GRACEFUL_SHUTDOWN_S,
+    }
+    if config.tls_cert:
+        kwargs["ssl_certfile"] = config.tls_cert
+        kwargs["ssl_keyfile"] = config.tls_key
+    kwargs.update(overrides)
+    return uvicorn.Config(app, **kwargs)
+
+
+class ProvisionServer(uvicorn.Server):
+    """uvicorn's server plus: the real port, the port file, a ``started`` thread event,
+    and long-polls told to answer as soon as shutdown begins."""
+
+    def __init__(
+        self, config: uvicorn.Config, server_config: ServerConfig, port_file: str | None = None
+    ) -> None:
+        super().__init__(config)
+        self.server_config = server_config
+        self.port_file = port_file
+        self.bound_port: int | None = None
+        self.started_event = threading.Event()
+
+    @property
+    def base_url(self) -> str:
+        assert self.bound_port is not None, "not started"
+        return self.server_config.base_url(self.bound_port)
+
+    async def startup(self, sockets: Any = None) -> None:
+        await super().startup(sockets)
+        if not self.started:
+            return
+        for server in self.servers:
+            for sock in server.sockets:
+                self.bound_port = int(sock.getsockname()[1])
+                break
+            if self.bound_port is not None:
+                break
+        if self.port_file:
+            write_atomically(self.port_file, self.base_url + "\n")
+        self.started_event.set()
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        super().handle_exit(sig, frame)
+        # uvicorn re-raises the signal once it has shut down, so the process dies of it
+        # (exit -15, or KeyboardInterrupt for Ctrl-C). A relay that stopped gracefully on
+        # request has done its job: forget the signal and exit 0.
+        captured = getattr(self, "_captured_signals", None)
+        if isinstance(captured, list):
+            captured.clear()
+
+    async def shutdown(self, sockets: Any = None) -> None:
+        svc = _services(self.config.app)
+        if svc is not None:
+            svc.begin_shutdown()
+        await super().shutdown(sockets)
+
+
+def _services(app: Any) -> Services | None:
+    state = getattr(app, "state", None)
+    svc = getattr(state, "services", None)
+    return svc if isinstance(svc, Services) else None
+
+
+def write_atomically(path: str, text: str) -> None:
+    """Readers see the old file or the whole new one, never a part."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise

@@ -1,0 +1,87 @@
+"""What every route needs, built once per app: config, storage, fan-out, limits, clock.
+
+Routes reach it with ``services(request)``; ``authenticate`` is the one place a
+request becomes a device of an account (§4 Auth).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from starlette.requests import HTTPConnection
+
+from textsecure_provision.errors import AuthError
+from textsecure_provision.server.auth import BasicCredentials, PasswordVerifier, parse_basic_auth
+from textsecure_provision.server.codes import CodeDelivery, LogDelivery
+from textsecure_provision.server.config import ServerConfig
+from textsecure_provision.server.fanout.base import FanOut
+from textsecure_provision.server.limits import Limits
+from textsecure_provision.server.metrics import Metrics
+from textsecure_provision.server.storage.base import DeviceRecord, Storage
+
+LAST_SEEN_RESOLUTION_MS = 60_000  # last_seen is written at most once a minute per device
+
+
+def wall_clock_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@dataclass
+class Services:
+    config: ServerConfig
+    storage: Storage
+    fanout: FanOut
+    limits: Limits
+    metrics: Metrics
+    verifier: PasswordVerifier = field(default_factory=PasswordVerifier)
+    delivery: CodeDelivery = field(default_factory=LogDelivery)  # registration codes
+    clock_ms: Callable[[], int] = wall_clock_ms
+    stopping: bool = False
+
+    def begin_shutdown(self) -> None:
+        """Called as the server starts to stop: long-polls answer now instead of waiting."""
+        self.stopping = True
+        self.fanout.interrupt_waiters()
+
+
+def services(conn: HTTPConnection) -> Services:
+    svc: Services = conn.app.state.services
+    return svc
+
+
+def client_address(conn: HTTPConnection) -> str:
+    """The peer's address (uvicorn rewrites it from X-Forwarded-For only for trusted proxies)."""
+    return conn.client.host if conn.client else "unknown"
+
+
+async def authenticate(conn: HTTPConnection) -> DeviceRecord:
+    """The device behind ``Basic number[.id]:password`` (§4), or ``AuthError`` (401).
+
+    A missing or malformed header is 401 at once. Otherwise the address's
+    failure budget is checked before any hashing (429 once spent), and every
+    failure spends one token of it.
+    """
+    svc = services(conn)
+    creds = parse_basic_auth(conn.headers.get("authorization"))
+    address = client_address(conn)
+    await svc.limits.check_not_blocked("auth_failure_address", address)
+    device = await _verify(svc, creds)
+    if device is None:
+        await svc.limits.record("auth_failure_address", address)
+        raise AuthError("wrong number, device or password")
+    now = svc.clock_ms()
+    if now - device.last_seen_ms >= LAST_SEEN_RESOLUTION_MS:
+        await svc.storage.touch_device(device.number, device.device_id, now)
+    return device
+
+
+async def _verify(svc: Services, creds: BasicCredentials) -> DeviceRecord | None:
+    device_id = 1 if creds.device_id is None else creds.device_id
+    device = await svc.storage.get_device(creds.number, device_id)
+    if device is None:
+        return None
+    if not await svc.verifier.verify(creds.password, device.password_hash):
+        return None
+    return device

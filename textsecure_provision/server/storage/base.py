@@ -1,0 +1,176 @@
+"""What the server keeps, behind one interface (``Storage``), for SQLite now and Postgres later.
+
+Every method is a coroutine that runs as one transaction: a backend never
+leaves half an operation behind. Times come in as arguments (milliseconds since
+the epoch) so backends hold no clock and tests can move time. A backend that
+cannot reach its database raises ``ServiceUnavailableError`` (503); any other
+``ProvisionError`` a method may raise is named in its docstring.
+
+Policy (who may do what, which status) lives in routes/; a backend only keeps
+its promises about atomicity, listed per method.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class NewDevice:
+    """A device about to be stored (§4 device attributes + the password hash)."""
+
+    registration_id: int
+    fetches_messages: bool
+    name: str | None
+    password_hash: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class DeviceRecord:
+    number: str
+    device_id: int
+    registration_id: int
+    fetches_messages: bool
+    name: str | None
+    password_hash: str = field(repr=False)
+    created_ms: int
+    last_seen_ms: int
+
+
+@dataclass(frozen=True)
+class SignedPreKeyRecord:
+    key_id: int
+    public_key: bytes  # 33-byte serialized (§2)
+    signature: bytes  # 64 bytes (§7)
+
+
+@dataclass(frozen=True)
+class PreKeyRecord:
+    key_id: int
+    public_key: bytes
+
+
+@dataclass(frozen=True)
+class KeyBundle:
+    """One device's part of ``GET /v1/keys/{number}/{device}`` (§4)."""
+
+    device_id: int
+    registration_id: int
+    signed_prekey: SignedPreKeyRecord | None
+    prekey: PreKeyRecord | None  # a one-time prekey, or the last-resort key, or None
+
+
+@dataclass(frozen=True)
+class NewMessage:
+    guid: str
+    number: str  # destination account
+    device_id: int  # destination device
+    source: str
+    source_device: int
+    type: int
+    timestamp: int
+    body: bytes = field(repr=False)
+
+
+@dataclass(frozen=True)
+class StoredMessage:
+    guid: str
+    source: str
+    source_device: int
+    type: int
+    timestamp: int
+    body: bytes = field(repr=False)
+
+
+class Storage(Protocol):
+    # -- life cycle ---------------------------------------------------------------------
+    async def open(self) -> None:
+        """Connect and apply pending schema migrations (versioned, in order, each atomic)."""
+
+    async def close(self) -> None: ...
+
+    async def check(self) -> None:
+        """Raise ``ServiceUnavailableError`` if the database does not answer."""
+
+    def describe(self) -> str:
+        """Where the data lives, for logs (no password)."""
+
+    # -- registration codes (§4 GET /v1/accounts/sms/code) ------------------------------
+    async def put_registration_code(self, number: str, code: str, expires_ms: int) -> None:
+        """Store ``code`` for ``number``, replacing any earlier one."""
+
+    async def consume_registration_code(self, number: str, code: str, now_ms: int) -> bool:
+        """True once if ``code`` is the number's unexpired code (constant-time compare);
+        the code is then deleted, so two concurrent calls cannot both succeed."""
+
+    # -- accounts and devices -----------------------------------------------------------
+    async def create_account(self, number: str, device: NewDevice, now_ms: int) -> None:
+        """Make ``number`` an account whose only device is device 1. An existing account
+        of that number is replaced with everything it held (devices, keys, messages)."""
+
+    async def get_device(self, number: str, device_id: int) -> DeviceRecord | None: ...
+
+    async def list_devices(self, number: str) -> list[DeviceRecord]:
+        """The account's devices by id; empty if there is no such account."""
+
+    async def touch_device(self, number: str, device_id: int, now_ms: int) -> None:
+        """Set last_seen."""
+
+    async def put_provisioning_code(self, number: str, code: str, expires_ms: int) -> None:
+        """Store the account's provisioning code, replacing the previous one (§4)."""
+
+    async def consume_provisioning_code(self, number: str, code: str, now_ms: int) -> bool:
+        """As ``consume_registration_code``, for provisioning codes: single use (§4)."""
+
+    async def add_device(
+        self, number: str, device: NewDevice, now_ms: int, max_devices: int
+    ) -> int | None:
+        """Add a device with the next unused id (ids are never reused within an account);
+        None if the account already has ``max_devices``. Raises ``NotFoundError`` if there
+        is no such account. Count and insert are one transaction."""
+
+    async def remove_device(self, number: str, device_id: int) -> bool:
+        """Delete the device with its keys and messages; False if there was none."""
+
+    # -- keys ---------------------------------------------------------------------------
+    async def set_identity_key_if_unset(self, number: str, identity_key: bytes) -> bytes | None:
+        """Set the account's identity key if it has none; return the key it now has
+        (None if there is no such account)."""
+
+    async def get_identity_key(self, number: str) -> bytes | None: ...
+
+    async def replace_keys(
+        self,
+        number: str,
+        device_id: int,
+        signed_prekey: SignedPreKeyRecord,
+        prekeys: Sequence[PreKeyRecord],
+        last_resort: PreKeyRecord | None,
+    ) -> None:
+        """Set the device's signed prekey and replace its one-time prekeys; the last-resort
+        key is replaced only if one is given."""
+
+    async def count_prekeys(self, number: str, device_id: int) -> int: ...
+
+    async def take_key_bundles(self, number: str, device_ids: Sequence[int]) -> list[KeyBundle]:
+        """For each existing device in ``device_ids`` (in that order), its signed prekey and
+        one one-time prekey, which is deleted as it is handed out (each goes out once);
+        with none left, the last-resort key (kept). Missing devices are skipped."""
+
+    # -- messages -------------------------------------------------------------------------
+    async def store_messages(self, messages: Sequence[NewMessage], now_ms: int) -> None:
+        """Store all or none. Kept until acknowledged, across restarts (§4)."""
+
+    async def fetch_messages(
+        self, number: str, device_id: int, limit: int
+    ) -> tuple[list[StoredMessage], bool]:
+        """The oldest ``limit`` messages for the device, and whether more are waiting."""
+
+    async def delete_message(self, number: str, device_id: int, guid: str) -> bool:
+        """Acknowledge: delete the device's message ``guid``; False if it had none."""
+
+    # -- housekeeping ---------------------------------------------------------------------
+    async def purge_expired(self, now_ms: int) -> int:
+        """Delete expired registration and provisioning codes; returns how many."""
