@@ -58,7 +58,13 @@ def test_full_link_with_qr_image(master: Account, tmp_path: Path, background) ->
     assert registered["device_id"] == 2
     # --json: nothing but JSON objects on stdout, each with an event name
     assert all("event" in e for e in secondary.seen)
-    assert secondary.names() == ["channel_opened", "device_init_received", "registered"]
+    assert secondary.names() == [
+        "channel_opened",
+        "device_init_received",
+        "registered",
+        "announced",
+    ]
+    assert scan.event("acknowledged")["device_id"] == 2  # §1 step 7: the link is complete
 
     devices = run("devices", "--json", home=master.home)
     assert devices.returncode == 0, devices.stderr
@@ -102,9 +108,9 @@ def test_no_verify_then_verify_from_another_process(
         "secondary", "listen", "--no-verify", "--json", home=home, server=master.server
     )
     link = secondary.wait_event("channel_opened")["link"]
-    scan = run("master", "scan", "--link", link, "--yes", "--json", home=master.home)
-    assert scan.returncode == 0, scan.stderr
-    code = scan.event("sent")["confirmation_code"]
+    # The master waits for the acknowledgement, which only `verify` will send.
+    scan = background("master", "scan", "--link", link, "--yes", "--json", home=master.home)
+    code = scan.wait_event("sent")["confirmation_code"]
     assert secondary.wait() == 0, secondary.stderr()
     pending = secondary.seen_event("pending_saved")
     assert pending["number"] == master.number
@@ -130,6 +136,8 @@ def test_no_verify_then_verify_from_another_process(
     assert not pending_file.exists()
     assert DeviceStore(home).require_record().device_id == 2
     assert run("verify", "--yes", home=home).returncode == 9  # nothing pending any more
+    assert scan.wait() == 0, scan.stderr()
+    assert scan.seen_event("acknowledged")["device_id"] == 2
 
 
 def test_devices_remove(master: Account, tmp_path: Path, background) -> None:

@@ -92,7 +92,10 @@ def test_secondary_refuses_untrusted_server_in_device_init(
         "secondary", "--json", "--expect-number", master.number, home=home, server=other_name
     )
     link = secondary.wait_event("channel_opened")["link"]
-    scan = run("--trusted-server", other_name, "master", "--link", link, "--yes", home=master.home)
+    scan = run(
+        "--trusted-server", other_name, "master", "--link", link, "--yes", "--ack-timeout", "0",
+        home=master.home,
+    )  # fmt: skip
     assert scan.returncode == 0, scan.stderr
     assert secondary.wait() == 5
     err = secondary.seen_event("error")
@@ -111,7 +114,8 @@ def test_number_mismatch_exits_4_and_stores_nothing(
         "secondary", "--json", "--expect-number", new_number(), home=home, server=master.server
     )
     link = secondary.wait_event("channel_opened")["link"]
-    assert run("master", "--link", link, "--yes", home=master.home).returncode == 0
+    scan = run("master", "--link", link, "--yes", "--ack-timeout", "0", home=master.home)
+    assert scan.returncode == 0
     assert secondary.wait() == 4
     assert secondary.seen_event("error")["error"] == "NumberMismatchError"
     assert folder_digest(home) == before
@@ -131,7 +135,8 @@ def test_no_terminal_and_no_yes_means_no(master: Account, tmp_path: Path, backgr
     assert res.returncode == 4
     assert res.event("error")["error"] == "RefusedError"
     # The secondary, without --yes or --expect-number and no terminal, refuses too.
-    assert run("master", "--link", link, "--yes", home=master.home).returncode == 0
+    scan = run("master", "--link", link, "--yes", "--ack-timeout", "0", home=master.home)
+    assert scan.returncode == 0
     assert secondary.wait() == 4
     assert folder_digest(home) == "absent"
 

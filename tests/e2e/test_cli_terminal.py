@@ -114,7 +114,8 @@ def test_interactive_number_prompt(master: Account, tmp_path: Path, pty_process)
     term = pty_process(provision_args("secondary", "--print-link", "--timeout", "60"), env)
     link = term.expect(r"textsecure-device-init:\S+").group(0)
     term.expect("Waiting to be linked")
-    scan = run("master", "--link", link, "--yes", home=master.home)
+    # --ack-timeout 0: this test answers the secondary's prompt only after the master exits
+    scan = run("master", "--link", link, "--yes", "--ack-timeout", "0", home=master.home)
     assert scan.returncode == 0, scan.stderr
     code = re.search(r"Confirmation code: (\d{3} \d{3})", scan.stdout).group(1)
     term.expect(rf"Confirmation code: {code}")

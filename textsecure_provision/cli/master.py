@@ -32,13 +32,26 @@ def master() -> None:
 @click.option(
     "--link", "link_text", metavar="URI", help="The link itself (textsecure-device-init:...)."
 )
+@click.option(
+    "--ack-timeout",
+    type=click.FloatRange(min=0),
+    default=120,
+    show_default=True,
+    metavar="SECONDS",
+    help="Wait this long for the new device to confirm the link (exit 3 if it does not); "
+    "0: do not wait.",
+)
 @local_globals
-def scan(settings: Settings, qr_image: str | None, link_text: str | None) -> None:
+def scan(
+    settings: Settings, qr_image: str | None, link_text: str | None, ack_timeout: float
+) -> None:
     """Link the new device whose QR code is in IMAGE, or whose link is given or on stdin.
 
     Refuses a channel server that is not trusted (the account's own server and
     --trusted-server), shows what is about to happen and asks before sending
     (--yes for scripts). Prints the confirmation code the new device shows too.
+    Then waits for the new device's NEW_DEVICE_REGISTERED message, the sign
+    that the link is complete, and prints its device id.
     """
     import asyncio
 
@@ -57,8 +70,14 @@ def scan(settings: Settings, qr_image: str | None, link_text: str | None) -> Non
     else:
         text = _read_stdin_link()
     ui = CliUi(Output.from_settings(settings))
+    config = flow_config(settings)
+    on_sent = None
+    if ack_timeout > 0:
+        from textsecure_provision.flows.acknowledge import ack_hook
+
+        on_sent = ack_hook(config.store(), timeout_s=ack_timeout)
     try:
-        asyncio.run(link_master(flow_config(settings), ui, text))
+        asyncio.run(link_master(config, ui, text, on_sent=on_sent))
     finally:
         ui.close()
 

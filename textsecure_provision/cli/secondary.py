@@ -60,13 +60,16 @@ def listen(
     Shows the account's number and a confirmation code, and asks you to
     confirm the number (--expect-number confirms it without a prompt; --yes
     accepts whatever number arrives, printing it). Then registers, uploads
-    keys and stores this device. Nothing is stored if any step fails.
+    keys and stores this device. Nothing is stored if any step fails. Last,
+    it tells the account's other devices (NEW_DEVICE_REGISTERED): the
+    master's acknowledgement that the link is complete.
     """
     import asyncio
 
     from textsecure_provision.cli.output import Output
     from textsecure_provision.cli.ui import CliUi
     from textsecure_provision.flows.secondary import ListenOptions, listen_secondary
+    from textsecure_provision.flows.sessions import linked_hook
 
     if qr_out:
         from textsecure_provision.qr.render import image_format_for
@@ -78,7 +81,12 @@ def listen(
     options = ListenOptions(
         timeout_s=timeout, expect_number=expect_number, no_verify=no_verify, name=name
     )
+    config = flow_config(settings)
+    # httpx imports its HTTP engine at the first request (~75 ms here): load it now, while
+    # nobody has scanned yet, rather than between the DeviceInit and the registration (B2).
+    import httpcore  # noqa: F401
+
     try:
-        asyncio.run(listen_secondary(flow_config(settings), ui, options))
+        asyncio.run(listen_secondary(config, ui, options, on_linked=linked_hook(config.store())))
     finally:
         ui.close()

@@ -159,6 +159,28 @@ class CliUi:
 
         self._countdown = loop.create_task(tick())
 
+    def countdown(self, message: str, seconds: float) -> None:
+        """A plain ``message: m:ss left`` countdown on a terminal (the acknowledgement wait).
+
+        Any later event stops it; the flow starts it again with the time left.
+        """
+        self.stop_countdown()
+        if self.out.json_mode or not _isatty(sys.stderr):
+            return
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+
+        async def tick() -> None:
+            while True:
+                line = f"{self._labelled(message)}: {_clock(seconds - (loop.time() - start))} left"
+                pad = max(0, self._countdown_width - len(line))
+                self._countdown_width = len(line)
+                sys.stderr.write("\r" + line + " " * pad)
+                sys.stderr.flush()
+                await asyncio.sleep(COUNTDOWN_TICK_S)
+
+        self._countdown = loop.create_task(tick())
+
     def stop_countdown(self) -> None:
         """Stop the countdown and clear its line (call it before anything else is printed)."""
         if self._countdown is None:

@@ -21,16 +21,23 @@ def verify(settings: Settings, number: str | None, code: str | None) -> None:
 
     Opens and checks the received DeviceInit again, compares --code with its
     confirmation code, confirms the number (--number, a prompt, or --yes),
-    then registers, uploads keys and stores this device.
+    then registers, uploads keys and stores this device, and tells the
+    account's other devices (NEW_DEVICE_REGISTERED).
     """
     import asyncio
 
     from textsecure_provision.cli.output import Output
     from textsecure_provision.cli.ui import CliUi
     from textsecure_provision.flows.secondary import verify_pending
+    from textsecure_provision.flows.sessions import linked_hook
 
     ui = CliUi(Output.from_settings(settings))
+    config = flow_config(settings)
     try:
-        asyncio.run(verify_pending(flow_config(settings), ui, number=number, code=code))
+        asyncio.run(
+            verify_pending(
+                config, ui, number=number, code=code, on_linked=linked_hook(config.store())
+            )
+        )
     finally:
         ui.close()

@@ -2,7 +2,9 @@
 
 The caller provides a running server (``cli/demo.py`` starts one on loopback)
 and a ``Ui`` per side. The secondary's QR code goes through a real PNG and
-the real scanner, so the demo exercises exactly what two machines would.
+the real scanner, so the demo exercises exactly what two machines would,
+up to the acknowledgement: the secondary announces itself (NEW_DEVICE_REGISTERED)
+and the master waits for that before the link counts as done (§1 step 7).
 """
 
 from __future__ import annotations
@@ -14,11 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from textsecure_provision.errors import TimedOutError
+from textsecure_provision.flows.acknowledge import ack_hook
 from textsecure_provision.flows.config import FlowConfig
 from textsecure_provision.flows.devices import list_devices
 from textsecure_provision.flows.master import link_master
 from textsecure_provision.flows.register import register_account
 from textsecure_provision.flows.secondary import ListenOptions, listen_secondary
+from textsecure_provision.flows.sessions import linked_hook
 from textsecure_provision.flows.ui import Ui
 from textsecure_provision.store import DeviceRecord
 from textsecure_provision.transport.api import DeviceInfo
@@ -64,6 +68,7 @@ async def run_demo(
             secondary,
             secondary_ui,
             ListenOptions(timeout_s=timeout_s, expect_number=number, name="demo secondary"),
+            on_linked=linked_hook(secondary.store()),
         )
     )
     try:
@@ -72,7 +77,9 @@ async def run_demo(
 
         started = time.monotonic()
         link_text = scan_text(workdir / "qr.png")  # the master "photographs" the QR code
-        await link_master(master, master_ui, link_text)
+        await link_master(
+            master, master_ui, link_text, on_sent=ack_hook(master.store(), timeout_s=timeout_s)
+        )
         record = await listening
         elapsed = time.monotonic() - started
     finally:

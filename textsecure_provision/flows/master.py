@@ -32,6 +32,9 @@ class MasterLinkResult:
     channel_uuid: str
     channel_server: str
     confirmation: str
+    known_devices: tuple[int, ...] = ()
+    """The account's devices before the DeviceInit was sent (listed only for ``on_sent``):
+    the acknowledgement must come from a device not among them (§1 step 7)."""
 
 
 async def link_master(
@@ -60,6 +63,8 @@ async def link_master(
     )
     async with api_for(record, config) as api:
         code = await api.fetch_provisioning_code()
+        # Listed before sending, so the new device cannot be among them yet.
+        known = tuple(d.id for d in await api.fetch_devices()) if on_sent is not None else ()
         payload = IdentityKeyPayload(
             identity_key_pair=record.identity,
             phone_number=record.number,
@@ -77,7 +82,7 @@ async def link_master(
             ) as channel_api:
                 await channel_api.send_to_channel(link.channel_uuid, sealed.device_init)
         result = MasterLinkResult(
-            record.number, link.channel_uuid, channel_server, sealed.confirmation
+            record.number, link.channel_uuid, channel_server, sealed.confirmation, known
         )
         ui.result(
             "sent",

@@ -39,6 +39,14 @@ def _parse(cls: type[M], data: bytes, what: str) -> M:
     return msg
 
 
+def _text(value: object, what: str) -> str:
+    """A proto2 ``string`` field. Parsing does not check UTF-8 in proto2, and the runtime
+    then hands back ``bytes``: refuse that here rather than let bytes pass as text."""
+    if not isinstance(value, str):
+        raise MessageFormatError(f"{what} is not valid UTF-8 text")
+    return value
+
+
 # -- IdentityKeyPairStructure (§2) -----------------------------------------------------------
 
 
@@ -101,8 +109,8 @@ def decode_identity_key(data: bytes) -> IdentityKeyPayload:
     try:
         return IdentityKeyPayload(
             identity_key_pair=decode_identity_key_pair(msg.identityKey, check_pair=False),
-            phone_number=msg.phoneNumber,
-            server=msg.server,
+            phone_number=_text(msg.phoneNumber, "the IdentityKey's phoneNumber"),
+            server=_text(msg.server, "the IdentityKey's server"),
             master_supports_sms=msg.masterSupportsSms,
             provisioning_code=msg.provisioningCode,
         )
@@ -201,7 +209,11 @@ def decode_device_control(data: bytes) -> DeviceControlMessage:
     sent = None
     if msg.HasField("message"):
         content = _parse(pb.PushMessageContent, msg.message.message, "the PushMessageContent")
-        sent = SentMessage(msg.message.otherNumber, msg.message.timestamp, content.body)
+        sent = SentMessage(
+            _text(msg.message.otherNumber, "the MessageSent's otherNumber"),
+            msg.message.timestamp,
+            _text(content.body, "the PushMessageContent's body"),
+        )
     try:
         return DeviceControlMessage(
             type=kind,

@@ -106,6 +106,7 @@ def read_file(path: Path) -> bytes | None:
 def atomic_write(path: Path, data: bytes) -> None:
     """Replace ``path`` with ``data``: temp file (0600), fsync, rename, fsync the folder."""
     folder = path.parent
+    _sweep_stale_temps(path)
     tmp = folder / f"{_TMP_PREFIX}{path.name}.{os.getpid()}.{os.urandom(4).hex()}"
     try:
         fd = os.open(
@@ -128,6 +129,31 @@ def atomic_write(path: Path, data: bytes) -> None:
             tmp.unlink()
         raise
     fsync_dir(folder)
+
+
+def _sweep_stale_temps(path: Path) -> None:
+    """Remove temp files of ``path`` left by a writer that died before its rename (kill -9).
+
+    Such a file never replaced ``path``, so nothing reads it; it is only clutter (with a
+    copy of secrets in it). A temp file of a live process is left alone: its name carries
+    the writer's pid.
+    """
+    for tmp in path.parent.glob(f"{_TMP_PREFIX}{path.name}.*"):
+        pid_text = tmp.name[len(_TMP_PREFIX) + len(path.name) + 1 :].split(".", 1)[0]
+        if not pid_text.isdigit() or int(pid_text) == os.getpid() or _alive(int(pid_text)):
+            continue
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # exists but not ours, or cannot tell: keep its file
+    return True
 
 
 def remove_file(path: Path) -> None:

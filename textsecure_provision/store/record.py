@@ -145,7 +145,7 @@ class _Doc:
 def _load(data: bytes, what: str, version: int) -> _Doc:
     try:
         doc = _Doc(json.loads(data), what)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # deep nesting: RecursionError
         raise StoreError(f"{what} is corrupt (not JSON)") from exc
     if doc.get("version", int) != version:
         raise StoreError(f"{what} has an unknown format version")

@@ -137,7 +137,7 @@ class DeviceStore:
             return None
         try:
             return json.loads(data)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:  # RecursionError: absurdly deep nesting
             raise StoreError(f"{self.path / _file_name(name)} is corrupt (not JSON)") from exc
 
     def commit_json(self, name: str, doc: Any) -> None:
