@@ -5,13 +5,14 @@ key generation and two exchanges, HKDF, AES-256-CBC with PKCS7, HMAC-SHA256)
 and nothing else: no protobuf, no checks, no confirmation code. Both are timed
 interleaved in one process so that machine noise hits them alike.
 
-Run: python benchmarks/bench_envelope.py [--rounds N]
+Run: python benchmarks/bench_envelope.py [--rounds N] [--json]
 """
 
 from __future__ import annotations
 
 import argparse
 import hmac
+import json
 import os
 import statistics
 import time
@@ -77,6 +78,7 @@ def main() -> float:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--batch", type=int, default=200)
+    parser.add_argument("--json", action="store_true", help="also print the result as JSON")
     ns = parser.parse_args()
     for fn in (project_once, floor_once):
         per_call_us(fn, 50)  # warm up
@@ -96,6 +98,12 @@ def main() -> float:
         f"B5 ratio (median of {ns.rounds}): {ratio:.2f}x  target ≤ {TARGET}x  "
         f"{'MET' if ratio <= TARGET else 'MISSED'}"
     )
+    if ns.json:
+        print(json.dumps({
+            "ratio": round(ratio, 3), "target": TARGET, "ok": ratio <= TARGET,
+            "ours_us": round(statistics.median(ours), 1),
+            "floor_us": round(statistics.median(floors), 1),
+        }))  # fmt: skip
     return ratio
 
 

@@ -2,14 +2,25 @@
 
 ``server_factory(**config)`` starts one with any ``ServerConfig`` fields and
 returns a ``RunningServer`` (base URL, the app's services, a movable clock).
-It is parametrised over storage backends: "sqlite" always; the multi-node issue
-adds "postgres" (marked) to ``BACKENDS`` with its own ``db_url`` maker.
+It is parametrised over ``BACKENDS``:
+
+* "sqlite": a SQLite file per test and in-process fan-out and limits;
+* "postgres+redis" (marked ``postgres`` and ``redis``): PostgreSQL storage and
+  Redis fan-out and limits, as several nodes run. The session gets its own
+  database (dropped at the end), each test its own schema in it, and each test
+  its own Redis key prefix, so tests never see each other's data. Without the
+  services these skip, or fail under CI=true (services.py).
 """
 
 from __future__ import annotations
 
+import asyncio
+import itertools
+import os
+import re
 import threading
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +34,7 @@ from textsecure_provision.server.config import RateLimits, ServerConfig
 from textsecure_provision.server.runner import ProvisionServer, uvicorn_config
 from textsecure_provision.server.services import Services
 
+from . import services as ext
 from .helpers import TEST_CODE
 
 START_TIMEOUT_S = 10.0
@@ -64,6 +76,13 @@ class RunningServer:
         svc: Services = self.app.state.services
         return svc
 
+    def parked_long_polls(self) -> int:
+        """Long-polls waiting in this server's fan-out (tests wait on this, not on sleeps)."""
+        fanout: Any = self.services.fanout
+        if hasattr(fanout, "local_waiters"):
+            return int(fanout.local_waiters())
+        return sum(len(w) for w in fanout._waiters.values())
+
     def request_stop(self) -> None:
         """Ask the server to stop and return at once (uvicorn notices within ~0.1 s)."""
         self.stopped = True
@@ -103,30 +122,112 @@ def start_server(config: ServerConfig, **create_kwargs: Any) -> RunningServer:
     return RunningServer(config, srv, thread, clock, app)
 
 
-BACKENDS = [pytest.param("sqlite", id="sqlite")]
+BACKENDS = [
+    pytest.param("sqlite", id="sqlite"),
+    pytest.param("postgres", marks=[pytest.mark.postgres, pytest.mark.redis], id="postgres+redis"),
+]
+
+
+@dataclass
+class SharedServices:
+    """This session's database on the shared PostgreSQL, and its Redis key prefix."""
+
+    database: str
+    url: str  # postgresql://…/<database>
+    redis_url: str
+    redis_prefix: str  # every test's prefix starts with it
+    counter: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+
+    def db_url(self, scope: str, name: str) -> str:
+        schema = re.sub(r"[^a-z0-9_]", "_", f"{scope}_{name}".lower())[:63]
+        return f"{self.url}?schema={schema}"
+
+    def new_scope(self) -> str:
+        return f"s{next(self.counter)}"
+
+
+async def _create_database(name: str) -> None:
+    import asyncpg
+
+    con = await asyncpg.connect(ext.POSTGRES_URL, timeout=10)
+    try:
+        await con.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await con.close()
+
+
+async def _drop_session_data(shared: SharedServices) -> None:
+    import asyncpg
+    from redis.asyncio import Redis
+
+    con = await asyncpg.connect(ext.POSTGRES_URL, timeout=10)
+    try:
+        await con.execute(f'DROP DATABASE IF EXISTS "{shared.database}" WITH (FORCE)')
+    finally:
+        await con.close()
+    redis = Redis.from_url(shared.redis_url)
+    try:
+        keys = [k async for k in redis.scan_iter(match=shared.redis_prefix + "*", count=1000)]
+        if keys:
+            await redis.delete(*keys)
+    finally:
+        await redis.aclose()
+
+
+@pytest.fixture(scope="session")
+def shared_services() -> Iterator[SharedServices]:
+    """Created on first use only (a run without the postgres tests never touches them)."""
+    ext.require_services()
+    tag = f"{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    database = f"provision_it_{tag}"
+    asyncio.run(_create_database(database))
+    shared = SharedServices(
+        database=database,
+        url=ext.with_database(ext.POSTGRES_URL, database),
+        redis_url=ext.REDIS_URL,
+        redis_prefix=f"provision-it-{tag}:",
+    )
+    yield shared
+    for running in _stopping:  # servers still stopping hold connections to the database
+        running.thread.join(STOP_TIMEOUT_S)
+    asyncio.run(_drop_session_data(shared))
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
 def backend(request: pytest.FixtureRequest) -> str:
     name: str = request.param
+    if name == "postgres":
+        request.getfixturevalue("shared_services")
     return name
 
 
-def make_db_url(backend: str, folder: Path, name: str) -> str:
-    """A database URL for a name; the same name in the same folder gives the same database."""
+def backend_fields(
+    backend: str, folder: Path, shared: SharedServices | None, scope: str
+) -> Callable[[str], dict[str, Any]]:
+    """``name → ServerConfig fields`` for one test (or module): the same name gives the
+    same database, so a test can restart a server on its data."""
     if backend == "sqlite":
-        return f"sqlite:///{folder / (name + '.sqlite3')}"
-    raise AssertionError(backend)
+        return lambda name: {"db_url": f"sqlite:///{folder / (name + '.sqlite3')}"}
+    assert backend == "postgres" and shared is not None
+    return lambda name: {
+        "db_url": shared.db_url(scope, name),
+        "redis_url": shared.redis_url,
+        "redis_prefix": f"{shared.redis_prefix}{scope}:",
+    }
 
 
 @pytest.fixture
-def db_url_maker(backend: str, tmp_path: Path) -> Callable[[str], str]:
-    return lambda name: make_db_url(backend, tmp_path, name)
+def fields_maker(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> Callable[[str], dict[str, Any]]:
+    shared = request.getfixturevalue("shared_services") if backend == "postgres" else None
+    scope = shared.new_scope() if shared is not None else ""
+    return backend_fields(backend, tmp_path, shared, scope)
 
 
 @pytest.fixture
 def server_factory(
-    db_url_maker: Callable[[str], str],
+    fields_maker: Callable[[str], dict[str, Any]],
 ) -> Iterator[Callable[..., RunningServer]]:
     started: list[RunningServer] = []
 
@@ -134,7 +235,7 @@ def server_factory(
         defaults: dict[str, Any] = {
             "host": "127.0.0.1",
             "port": 0,
-            "db_url": db_url_maker(db_name),
+            **fields_maker(db_name),
             "test_registration_code": TEST_CODE,
             "log_level": "warning",
         }
@@ -163,13 +264,16 @@ def open_server(server_factory: Callable[..., RunningServer]) -> RunningServer:
 
 @pytest.fixture(scope="module")
 def shared_server(
-    backend: str, tmp_path_factory: pytest.TempPathFactory
+    backend: str, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
 ) -> Iterator[RunningServer]:
     """One server per test module, without rate limits, for the many tests that only need
     fresh numbers (each registers its own); it must not be used to count metrics."""
+    shared = request.getfixturevalue("shared_services") if backend == "postgres" else None
+    scope = shared.new_scope() if shared is not None else ""
+    folder = tmp_path_factory.mktemp("shared")
     config = ServerConfig(
         port=0,
-        db_url=make_db_url(backend, tmp_path_factory.mktemp("shared"), "relay"),
+        **backend_fields(backend, folder, shared, scope)("relay"),
         test_registration_code=TEST_CODE,
         rate_limits=RateLimits.off(),
         log_level="warning",

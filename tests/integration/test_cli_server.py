@@ -124,6 +124,9 @@ def test_test_code_on_a_public_bind_is_refused(tmp_path: Path) -> None:
         (["--registration-codes", "test"], "--test-registration-code"),
         (["--tls-cert", __file__], "--tls-key"),
         (["--channel-ttl", "0"], "channel-ttl"),
+        (["--redis", "http://127.0.0.1:6379"], "--redis takes a redis://"),
+        (["--redis", "redis://127.0.0.1:6379", "--redis-prefix", "a b"], "--redis-prefix"),
+        (["--db", "postgresql://u@127.0.0.1:1/x?schema=Bad-Name"], "schema="),
     ],
 )
 def test_bad_options_are_usage_errors(tmp_path: Path, args: list[str], needle: str) -> None:
@@ -133,6 +136,37 @@ def test_bad_options_are_usage_errors(tmp_path: Path, args: list[str], needle: s
     )  # fmt: skip
     assert out.returncode == 2, out.stderr
     assert needle in out.stderr
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])  # nothing listens there once this returns
+
+
+@pytest.mark.parametrize("which", ["redis", "postgres"])
+def test_an_unreachable_dependency_stops_the_start_with_a_clear_error(
+    tmp_path: Path, which: str
+) -> None:
+    """A node that cannot reach PostgreSQL or Redis at start exits (its supervisor retries)
+    rather than serving 503s it could never recover from by itself."""
+    port = _closed_port()
+    args = (
+        ["--db", f"sqlite:///{tmp_path / 'r.db'}", "--redis", f"redis://127.0.0.1:{port}/0"]
+        if which == "redis"
+        else ["--db", f"postgresql://postgres@127.0.0.1:{port}/x"]
+    )
+    started = time.monotonic()
+    out = subprocess.run(
+        [sys.executable, "-m", "textsecure_provision", "server", "--port", "0", *args],
+        capture_output=True, text=True, env=_env(tmp_path), timeout=60,
+    )  # fmt: skip
+    assert out.returncode != 0
+    assert f"cannot reach {'Redis' if which == 'redis' else 'PostgreSQL'} at" in out.stderr
+    assert "Application startup failed" in out.stderr
+    assert time.monotonic() - started < 20
 
 
 def test_cli_module_imports_nothing_heavy() -> None:

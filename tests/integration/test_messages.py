@@ -186,9 +186,8 @@ async def test_long_poll_wakes_on_a_message(
     started = time.monotonic()
     poll = asyncio.create_task(fetch(client, bob, wait=20))
     # Send once the poll is parked in the server: wait on the server's own state, not a sleep.
-    fanout = server.services.fanout
     for _ in range(500):
-        if fanout._waiters or poll.done():  # type: ignore[attr-defined]
+        if server.parked_long_polls() or poll.done():
             break
         await asyncio.sleep(0.01)
     assert not poll.done()

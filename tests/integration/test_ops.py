@@ -18,14 +18,21 @@ from .conftest import RunningServer, start_server
 from .helpers import TEST_CODE, link, message, register, upload_keys
 
 
-async def test_health_reports_each_dependency(client: httpx.AsyncClient) -> None:
+async def test_health_reports_each_dependency(client: httpx.AsyncClient, backend: str) -> None:
     r = await client.get("/health")
     assert r.status_code == 200
     doc = r.json()
     assert doc["status"] == "ok"
     assert set(doc["dependencies"]) == {"storage", "fanout", "ratelimiter"}
     assert all(d["status"] == "ok" for d in doc["dependencies"].values())
-    assert doc["dependencies"]["storage"]["backend"].startswith("sqlite:")
+    deps = doc["dependencies"]
+    if backend == "sqlite":
+        assert deps["storage"]["backend"].startswith("sqlite:")
+        assert deps["fanout"]["backend"].startswith("memory")
+    else:
+        assert deps["storage"]["backend"].startswith("postgresql://")
+        assert deps["fanout"]["backend"].startswith("redis://")
+        assert deps["ratelimiter"]["backend"].startswith("redis://")
 
 
 class _DownStorage(SqliteStorage):

@@ -34,8 +34,22 @@ _RATE_LIMIT_HELP = (
     "db_url",
     default="",
     show_default=False,
-    help="Database URL: sqlite:///relative.db, sqlite:////absolute.db or a file path "
+    help="Database URL: sqlite:///relative.db, sqlite:////absolute.db, a file path, or "
+    "postgresql://user@host:5432/db[?schema=NAME&pool_size=N] for several nodes "
     "[default: a SQLite file in the user data folder].",
+)
+@click.option(
+    "--redis",
+    "redis_url",
+    metavar="URL",
+    default=None,
+    help="Redis URL (redis://host:6379/0) for channels, long-poll wake-ups and rate limits "
+    "shared by several nodes [default: none, everything within this process].",
+)
+@click.option(
+    "--redis-prefix",
+    default="provision:",
+    help="Prefix of every Redis key and pub/sub topic (deployments sharing one Redis).",
 )
 @click.option(
     "--channel-ttl",
@@ -96,6 +110,8 @@ def server(
     host: str,
     port: int,
     db_url: str,
+    redis_url: str | None,
+    redis_prefix: str,
     channel_ttl: float,
     tls_cert: str | None,
     tls_key: str | None,
@@ -131,6 +147,8 @@ def server(
             host=host,
             port=port,
             db_url=db_url,
+            redis_url=redis_url or None,
+            redis_prefix=redis_prefix,
             channel_ttl_s=channel_ttl,
             registration_codes=mode,
             test_registration_code=test_registration_code,

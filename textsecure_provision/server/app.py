@@ -1,10 +1,10 @@
 """The relay server's ASGI app: ``create_app(config)`` wires routes, backends and handlers.
 
 Backends come from the config's URLs (``build_storage``, ``build_fanout``,
-``build_limiter``) or are injected (tests; the multi-node issue adds Postgres and
-Redis here without touching a route). The lifespan opens them on start and
-closes them on stop; a housekeeping task purges expired codes and idle
-rate-limit buckets meanwhile.
+``build_limiter``: SQLite and in-process by default, PostgreSQL with
+``--db postgresql://…``, Redis with ``--redis``) or are injected (tests). The
+lifespan opens them on start and closes them on stop; a housekeeping task
+purges expired codes and idle rate-limit buckets meanwhile.
 """
 
 from __future__ import annotations
@@ -19,8 +19,14 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.types import Receive, Scope, Send
 
-from textsecure_provision.errors import InvalidInputError, ProvisionError
-from textsecure_provision.server.config import ServerConfig, default_db_path, sqlite_path_from_url
+from textsecure_provision.errors import ProvisionError
+from textsecure_provision.server import fastpath
+from textsecure_provision.server.config import (
+    ServerConfig,
+    default_db_path,
+    is_postgres_url,
+    sqlite_path_from_url,
+)
 from textsecure_provision.server.fanout.base import FanOut
 from textsecure_provision.server.fanout.memory import MemoryFanOut
 from textsecure_provision.server.handlers import handle_http_exception, handle_provision_error
@@ -35,10 +41,13 @@ log = logging.getLogger("textsecure_provision.server")
 
 
 def build_storage(config: ServerConfig) -> Storage:
-    """``sqlite:///path`` (or a bare path, or "" for the default file); Postgres later."""
+    """``postgresql://…`` → PostgreSQL (several nodes); ``sqlite:///path``, a bare path or
+    "" (the default file) → SQLite (one node)."""
     url = config.db_url
-    if url.startswith(("postgres://", "postgresql://")):
-        raise InvalidInputError("PostgreSQL storage is not available in this build")
+    if is_postgres_url(url):
+        from textsecure_provision.server.storage.postgres import PostgresStorage
+
+        return PostgresStorage(url)
     from textsecure_provision.server.storage.sqlite import SqliteStorage
 
     path = str(default_db_path()) if not url else sqlite_path_from_url(url)
@@ -46,23 +55,33 @@ def build_storage(config: ServerConfig) -> Storage:
 
 
 def build_fanout(config: ServerConfig) -> FanOut:
+    """Redis with ``--redis`` (channels and wake-ups across nodes), else this process only."""
     if config.redis_url:
-        raise InvalidInputError("Redis fan-out is not available in this build")
+        from textsecure_provision.server.fanout.redis import RedisFanOut
+
+        return RedisFanOut(config.redis_url, config.redis_prefix)
     return MemoryFanOut()
 
 
 def build_limiter(config: ServerConfig) -> RateLimiter:
+    """Redis with ``--redis`` (limits count across nodes), else in memory."""
     if config.redis_url:
-        raise InvalidInputError("Redis rate limits are not available in this build")
+        from textsecure_provision.server.limits_redis import RedisRateLimiter
+
+        return RedisRateLimiter(config.redis_url, config.redis_prefix)
     return MemoryRateLimiter()
 
 
 class RelayApp(Starlette):
     """Starlette, except that the temp websocket is served as plain ASGI before the
     middleware stack: an idle channel then holds no middleware or router frames
-    (routes/channels.py says why that matters)."""
+    (routes/channels.py says why that matters); and ``PUT /v1/messages/{destination}``,
+    half of every rendezvous, skips the router's layers (fastpath.py says what still runs)."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and fastpath.is_message_put(scope):
+            await fastpath.serve(self, scope, receive, send)
+            return
         if scope["type"] == "websocket" and scope["path"] == channels.PATH:
             await channels.serve_channel(self.state.services, scope, receive, send)
             return
@@ -93,7 +112,11 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await svc.storage.open()
         try:
-            await svc.fanout.start()
+            try:
+                await svc.fanout.start()
+            except BaseException:
+                await svc.limits.limiter.close()
+                raise
             housekeeping = asyncio.get_running_loop().create_task(_housekeeping(svc))
             log.info(
                 "storage %s, fan-out %s, channel ttl %gs, registration codes: %s",
@@ -102,6 +125,11 @@ def create_app(
                 config.channel_ttl_s,
                 config.registration_codes,
             )
+            if is_postgres_url(config.db_url) and isinstance(svc.fanout, MemoryFanOut):
+                log.warning(
+                    "shared PostgreSQL storage without --redis: channels, long-poll wake-ups "
+                    "and rate limits stay within this node; run several nodes with --redis"
+                )
             try:
                 yield
             finally:

@@ -2,7 +2,7 @@
 
 ``ServerConfig`` is built by ``provision server`` (cli/server.py) or directly by
 tests, and handed to ``create_app``. It names backends by URL (``--db``,
-later ``--redis``) so that ``build_storage``/``build_fanout``/``build_limiter``
+``--redis``) so that ``build_storage``/``build_fanout``/``build_limiter``
 in app.py can pick the implementation; nothing here imports Starlette, so the
 CLI can build and check a config before anything heavy is loaded.
 """
@@ -114,7 +114,8 @@ class ServerConfig:
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
     db_url: str = ""  # "" → a SQLite file in the user data folder (see default_db_url)
-    redis_url: str | None = None  # multi-node fan-out and limits (not in this build)
+    redis_url: str | None = None  # redis://…: fan-out and rate limits shared by several nodes
+    redis_prefix: str = "provision:"  # every Redis key and topic starts with it
     channel_ttl_s: float = CHANNEL_TTL_S
     registration_codes: RegistrationMode = "log"
     test_registration_code: str | None = field(default=None, repr=False)
@@ -170,6 +171,12 @@ class ServerConfig:
             raise InvalidInputError("--tls-cert and --tls-key go together")
         if self.max_body_bytes < 1024:
             raise InvalidInputError("the body limit must be at least 1 KiB")
+        if self.redis_url is not None and not self.redis_url.startswith(
+            ("redis://", "rediss://", "unix://")
+        ):
+            raise InvalidInputError("--redis takes a redis://, rediss:// or unix:// URL")
+        if not re.fullmatch(r"[A-Za-z0-9_.:{}-]{1,64}", self.redis_prefix):
+            raise InvalidInputError("--redis-prefix takes 1 to 64 letters, digits and _ . : - { }")
 
     @property
     def scheme(self) -> str:
@@ -201,6 +208,10 @@ def _url_host(host: str) -> str:
     except ValueError:
         pass
     return bare
+
+
+def is_postgres_url(url: str) -> bool:
+    return url.startswith(("postgres://", "postgresql://"))
 
 
 def default_db_path() -> Path:

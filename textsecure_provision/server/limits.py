@@ -2,9 +2,9 @@
 
 A ``RateLimiter`` keeps token buckets keyed by (rule, key): ``acquire`` takes a
 token or says how long to wait, and a refusal takes nothing, so a client that
-waits as told gets through. ``MemoryRateLimiter`` serves one node; a Redis one
-(multi-node issue) implements the same three methods so that a limit spent on
-one node holds on the others.
+waits as told gets through. ``MemoryRateLimiter`` serves one node;
+``RedisRateLimiter`` (limits_redis.py) implements the same methods so that a
+limit spent on one node holds on the others.
 """
 
 from __future__ import annotations
@@ -79,6 +79,9 @@ class MemoryRateLimiter:
 
     def __len__(self) -> int:
         return len(self._buckets)
+
+    def describe(self) -> str:
+        return "memory (this process only)"
 
     async def check(self) -> None:
         return None

@@ -2,11 +2,18 @@
 
 Choices, each for a reason:
 
-* ``ws="websockets-sansio"``: uvicorn's sans-I/O websockets protocol keeps no
-  task per connection (the legacy one keeps two), and ``per_message_deflate``
-  is off: a zlib context costs far more than the ≤ 10 KiB an idle channel may
-  use, and a channel carries one ~200-byte frame anyway.
+* ``http=ChannelHttpFactory``, ``ws=ChannelSocketFactory``: the temp channel
+  is served by a purpose-built websocket protocol (channel_socket.py: one small
+  object per idle channel, no task), which also takes a channel upgrade before
+  uvicorn's HTTP parser sees it; every other request goes to uvicorn's
+  httptools protocol unchanged, and any other websocket path to its sans-I/O
+  websockets protocol, which keeps no task per connection (the legacy one keeps
+  two).
+  ``per_message_deflate`` is off: a zlib context costs far more than the
+  ≤ 10 KiB an idle channel may use, and a channel carries one ~200-byte frame.
 * ``ws_max_size=4096``: a client has nothing to send on a channel (§4.1).
+* ``backlog=4096``: bursts of channel opens queue in the kernel instead of
+  being refused (uvicorn's default is 2048; the kernel caps it at somaxconn).
 * uvicorn's access log is off: it logs concrete paths, which may hold codes
   (``/v1/devices/{code}``); ``GuardMiddleware`` logs route templates instead.
 * ``proxy_headers`` only with ``--forwarded-allow-ips``: otherwise any client
@@ -18,6 +25,7 @@ Choices, each for a reason:
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import tempfile
 import threading
@@ -27,20 +35,25 @@ from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
+from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
+from textsecure_provision.server.channel_socket import ChannelHttpFactory, ChannelSocketFactory
 from textsecure_provision.server.config import ServerConfig
 from textsecure_provision.server.services import Services
 
-WS_IMPLEMENTATION = "websockets-sansio"
+WS_IMPLEMENTATION = "websockets-sansio"  # for websocket paths other than the channel
 WS_MAX_FRAME_BYTES = 4096
+LISTEN_BACKLOG = 4096
 GRACEFUL_SHUTDOWN_S = 5.0
 
 
 def uvicorn_config(app: Starlette, config: ServerConfig, **overrides: Any) -> uvicorn.Config:
+    svc = _services(app)
     kwargs: dict[str, Any] = {
         "host": config.host,
         "port": config.port,
-        "ws": WS_IMPLEMENTATION,
+        "ws": ChannelSocketFactory(svc) if svc is not None else WS_IMPLEMENTATION,
+        "http": ChannelHttpFactory(svc, AutoHTTPProtocol) if svc is not None else "auto",
         "ws_per_message_deflate": False,
         "ws_max_size": WS_MAX_FRAME_BYTES,
         "lifespan": "on",
@@ -51,6 +64,7 @@ def uvicorn_config(app: Starlette, config: ServerConfig, **overrides: Any) -> uv
         "forwarded_allow_ips": config.forwarded_allow_ips,
         "server_header": False,
         "timeout_graceful_shutdown": GRACEFUL_SHUTDOWN_S,
+        "backlog": LISTEN_BACKLOG,
     }
     if config.tls_cert:
         kwargs["ssl_certfile"] = config.tls_cert
@@ -87,6 +101,10 @@ class ProvisionServer(uvicorn.Server):
                 break
             if self.bound_port is not None:
                 break
+        # Everything loaded so far (modules, the app, the database) lives as long as the
+        # process: freeze it so that garbage collections stop walking it again and again.
+        gc.collect()
+        gc.freeze()
         if self.port_file:
             write_atomically(self.port_file, self.base_url + "\n")
         self.started_event.set()

@@ -52,8 +52,14 @@ logging.getLogger("httpx").setLevel(logging.WARNING)
 
 CONNECT_TIMEOUT_S = 10.0
 READ_TIMEOUT_S = 30.0
+# Idle keep-alive connections are dropped sooner than servers drop them (uvicorn: 5 s, the
+# same as httpx's default): with equal timeouts a request sent after a ~5 s pause can race
+# the server's close and fail with a ReadError (seen in benchmarks/load_links.py).
+KEEPALIVE_EXPIRY_S = 2.0
 DEFAULT_RETRY_AFTER_S = 60
 MAX_ERROR_TEXT = 200  # the server's error text is shown to the user, trimmed
+MAX_DEVICE_ID = 2**31 - 1  # the server's ids are positive int31 (§4); anything else is not one
+MAX_RETRY_AFTER_DIGITS = 9  # int() of a 5000-digit header would raise, not wait
 CHANNEL_MESSAGE_TYPE = 0  # §4: a channel takes one message; its type is not used
 
 ErrorMap = Mapping[int, type[ProvisionError]]
@@ -123,6 +129,7 @@ class ApiClient:
             timeout=httpx.Timeout(READ_TIMEOUT_S, connect=CONNECT_TIMEOUT_S),
             headers={"User-Agent": f"textsecure-provision/{__version__}"},
             follow_redirects=False,
+            limits=httpx.Limits(keepalive_expiry=KEEPALIVE_EXPIRY_S),
             transport=transport,
         )
 
@@ -157,7 +164,7 @@ class ApiClient:
             json=_device_attributes(registration_id, name),
             errors={403: CodeRejectedError},
         )
-        return _int_field(doc, "deviceId")
+        return _int_field(doc, "deviceId", lo=1, hi=MAX_DEVICE_ID)
 
     # -- devices (§4) -----------------------------------------------------------------------
     async def fetch_provisioning_code(self) -> str:
@@ -166,7 +173,7 @@ class ApiClient:
             "GET", "/v1/devices/provisioning_code", what="requesting a provisioning code"
         )
         code = doc.get("verificationCode") if isinstance(doc, dict) else None
-        if not isinstance(code, str) or not code.isdecimal() or not 6 <= len(code) <= 9:
+        if not isinstance(code, str) or not _ascii_digits(code) or not 6 <= len(code) <= 9:
             raise MessageFormatError("the server's provisioning code is not 6 to 9 digits")
         return code
 
@@ -181,7 +188,7 @@ class ApiClient:
             json=_device_attributes(registration_id, name),
             errors={403: CodeRejectedError},
         )
-        return _int_field(doc, "deviceId")
+        return _int_field(doc, "deviceId", lo=1, hi=MAX_DEVICE_ID)
 
     async def fetch_devices(self) -> list[DeviceInfo]:
         doc = await self._call("GET", "/v1/devices/", what="listing devices")
@@ -223,7 +230,7 @@ class ApiClient:
 
     async def fetch_prekey_count(self) -> int:
         doc = await self._call("GET", "/v1/keys/", what="counting prekeys")
-        return _int_field(doc, "count")
+        return _int_field(doc, "count", lo=0)
 
     async def fetch_keys(self, number: str, device: int | str = "*") -> dict[str, Any]:
         """``GET /v1/keys/{number}/{device}``: the raw JSON bundle (parsed by the session layer)."""
@@ -320,7 +327,7 @@ class ApiClient:
                 return {}
             try:
                 return response.json()
-            except ValueError as exc:
+            except (ValueError, RecursionError) as exc:  # RecursionError: absurd nesting
                 raise MessageFormatError(f"{what}: the server's answer is not JSON") from exc
         raise error_for_response(response, what, errors)
 
@@ -336,7 +343,7 @@ def error_for_response(
     body: Any = None
     try:
         body = response.json()
-    except ValueError:
+    except (ValueError, RecursionError):
         body = None
     text = body.get("error") if isinstance(body, dict) else None
     detail = f"HTTP {status}"
@@ -370,17 +377,24 @@ def _describe_transport_error(exc: httpx.TransportError, base_url: str) -> str:
 
 def _retry_after(response: httpx.Response) -> int:
     value = response.headers.get("Retry-After", "")
-    return int(value) if value.isdecimal() else DEFAULT_RETRY_AFTER_S
+    return int(value) if _ascii_digits(value, MAX_RETRY_AFTER_DIGITS) else DEFAULT_RETRY_AFTER_S
+
+
+def _ascii_digits(value: str, max_len: int | None = None) -> bool:
+    # str.isdecimal() also accepts other scripts' digits ("١٢٣"), which are not the wire's.
+    return value.isascii() and value.isdigit() and (max_len is None or len(value) <= max_len)
 
 
 def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _int_field(doc: Any, name: str) -> int:
+def _int_field(doc: Any, name: str, *, lo: int | None = None, hi: int | None = None) -> int:
     value = doc.get(name) if isinstance(doc, dict) else None
     if not isinstance(value, int) or isinstance(value, bool):
         raise MessageFormatError(f"the server's answer lacks an integer {name!r}")
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+        raise MessageFormatError(f"the server's {name!r} is out of range")
     return value
 
 

@@ -83,6 +83,8 @@ class TempChannel:
             raise ServerUnreachableError(
                 f"the TLS certificate of {server_url} could not be verified ({exc.verify_message})"
             ) from exc
+        except ssl.SSLError as exc:  # e.g. TLS spoken to a plain-HTTP port
+            raise ServerUnreachableError(f"the TLS connection to {server_url} failed") from exc
         except (OSError, TimeoutError, InvalidHandshake) as exc:
             raise ServerUnreachableError(
                 f"cannot open a channel on {server_url} ({type(exc).__name__})"
@@ -131,7 +133,7 @@ class TempChannel:
 def _load_frame(frame: str | bytes, what: str) -> dict[str, Any]:
     try:
         doc = json.loads(frame)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # RecursionError: nesting
         raise MessageFormatError(f"the server's {what} frame is not JSON") from exc
     if not isinstance(doc, dict):
         raise MessageFormatError(f"the server's {what} frame is not a JSON object")
@@ -156,7 +158,8 @@ def _status_error(exc: InvalidStatus) -> ProvisionError:
     status = exc.response.status_code
     if status == 429:
         value = exc.response.headers.get("Retry-After", "")
-        retry = int(value) if value.isdecimal() else DEFAULT_RETRY_AFTER_S
+        ok = value.isascii() and value.isdigit() and len(value) <= 9  # int() of 5000 digits raises
+        retry = int(value) if ok else DEFAULT_RETRY_AFTER_S
         return RateLimitedError(
             f"opening a channel: the server refused (HTTP {status})", retry_after=retry
         )

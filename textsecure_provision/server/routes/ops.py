@@ -28,13 +28,19 @@ async def _probe(check: Any, describe: str) -> dict[str, Any]:
     return {"status": "ok", "backend": describe}
 
 
+def _describe(backend: object) -> str:
+    describe = getattr(backend, "describe", None)
+    return str(describe()) if callable(describe) else type(backend).__name__
+
+
 async def health(request: Request) -> Response:
-    """200 when every dependency answers, else 503; each one reported by name."""
+    """200 when every dependency answers, else 503; each one reported by name. Load
+    balancers take a node out on 503, and it comes back by itself once this is 200."""
     svc = services(request)
     storage, fanout, limiter = await asyncio.gather(
         _probe(svc.storage.check, svc.storage.describe()),
         _probe(svc.fanout.check, svc.fanout.describe()),
-        _probe(svc.limits.limiter.check, type(svc.limits.limiter).__name__),
+        _probe(svc.limits.limiter.check, _describe(svc.limits.limiter)),
     )
     ok = all(d["status"] == "ok" for d in (storage, fanout, limiter))
     return json_response(
