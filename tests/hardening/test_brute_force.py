@@ -289,12 +289,6 @@ def test_documented_figures_match_the_defaults() -> None:
 # -- a finding in a room another helper owns (server/limits.py): see docs/security.md --------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="server/limits.py MemoryRateLimiter: past MAX_BUCKETS the sweep only drops full "
-    "buckets, so buckets of fresh keys (one per new address or number) grow without bound, "
-    "and every acquire past the bound rebuilds the whole dict (CPU amplification)",
-)
 def test_rate_limiter_memory_is_bounded_under_a_spray_of_fresh_keys() -> None:
     """An attacker with many addresses (an IPv6 /64, a botnet) or many numbers makes one new
     bucket per request, each still 'not full' for an hour."""

@@ -9,6 +9,7 @@ limit spent on one node holds on the others.
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from collections.abc import Callable
@@ -18,7 +19,14 @@ from textsecure_provision.errors import RateLimitedError
 from textsecure_provision.server.config import Rule
 from textsecure_provision.server.metrics import Metrics
 
-MAX_BUCKETS = 200_000  # above this, full buckets are swept at once (memory bound)
+# Buckets kept per rule. Past it, refilled buckets go first, then the least recently used,
+# down to LOW_WATER: memory stays bounded under a spray of fresh keys (an IPv6 /64, a
+# botnet), and the eviction costs O(1) per acquire, amortized. Rules are kept apart so
+# that spraying addresses cannot evict the per-number buckets that guard one account.
+MAX_BUCKETS = 100_000
+LOW_WATER = MAX_BUCKETS * 9 // 10
+
+_Bucket = tuple[float, float, float]  # (tokens, at, full_at)
 
 
 class RateLimiter(Protocol):
@@ -42,12 +50,13 @@ class MemoryRateLimiter:
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
-        # (rule name, key) → (tokens, at, full_at): full_at is when the bucket is full
-        # again, so the sweep can forget it without knowing its rule.
-        self._buckets: dict[tuple[str, str], tuple[float, float, float]] = {}
+        # rule name → key → (tokens, at, full_at), oldest use first (dicts keep insertion
+        # order). full_at is when the bucket is full again, so a sweep can forget it
+        # without knowing its rule.
+        self._rules: dict[str, dict[str, _Bucket]] = {}
 
-    def _level(self, rule: Rule, key: tuple[str, str], now: float) -> float:
-        state = self._buckets.get(key)
+    @staticmethod
+    def _level(rule: Rule, state: _Bucket | None, now: float) -> float:
         if state is None:
             return float(rule.count)
         tokens, at, _ = state
@@ -55,30 +64,41 @@ class MemoryRateLimiter:
 
     async def acquire(self, name: str, rule: Rule, key: str) -> float:
         now = self._clock()
-        k = (name, key)
-        tokens = self._level(rule, k, now)
+        buckets = self._rules.setdefault(name, {})
+        state = buckets.pop(key, None)  # re-inserted below: most recently used last
+        tokens = self._level(rule, state, now)
         if tokens < 1.0:
+            assert state is not None  # a missing bucket is full
+            buckets[key] = state  # a refusal takes nothing
             return (1.0 - tokens) * rule.period_s / rule.count
         tokens -= 1.0
-        full_at = now + (rule.count - tokens) * rule.period_s / rule.count
-        self._buckets[k] = (tokens, now, full_at)
-        if len(self._buckets) > MAX_BUCKETS:
-            self._sweep(now)
+        buckets[key] = (tokens, now, now + (rule.count - tokens) * rule.period_s / rule.count)
+        if len(buckets) > MAX_BUCKETS:
+            self._shrink(buckets, now)
         return 0.0
 
     async def peek(self, name: str, rule: Rule, key: str) -> float:
-        tokens = self._level(rule, (name, key), self._clock())
+        tokens = self._level(rule, self._rules.get(name, {}).get(key), self._clock())
         return 0.0 if tokens >= 1.0 else (1.0 - tokens) * rule.period_s / rule.count
 
     async def sweep(self) -> None:
-        self._sweep(self._clock())
+        now = self._clock()
+        for name, buckets in list(self._rules.items()):
+            self._rules[name] = _refilled_dropped(buckets, now)
 
-    def _sweep(self, now: float) -> None:
+    def _shrink(self, buckets: dict[str, _Bucket], now: float) -> None:
         # A bucket that has refilled is the same as no bucket: forgetting it changes nothing.
-        self._buckets = {k: v for k, v in self._buckets.items() if v[2] > now}
+        for key in [k for k, v in buckets.items() if v[2] <= now]:
+            del buckets[key]
+        # Still too many: forget the least recently used. Their keys get a full bucket
+        # again, the price of a bounded memory (see docs/security.md).
+        excess = len(buckets) - LOW_WATER
+        if excess > 0:
+            for key in list(itertools.islice(buckets, excess)):
+                del buckets[key]
 
     def __len__(self) -> int:
-        return len(self._buckets)
+        return sum(len(b) for b in self._rules.values())
 
     def describe(self) -> str:
         return "memory (this process only)"
@@ -87,7 +107,11 @@ class MemoryRateLimiter:
         return None
 
     async def close(self) -> None:
-        self._buckets.clear()
+        self._rules.clear()
+
+
+def _refilled_dropped(buckets: dict[str, _Bucket], now: float) -> dict[str, _Bucket]:
+    return {k: v for k, v in buckets.items() if v[2] > now}
 
 
 class Limits:
