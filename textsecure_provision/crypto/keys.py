@@ -29,6 +29,8 @@ PRIVATE_KEY_LEN = 32
 
 
 def _require_bytes(name: str, value: object) -> bytes:
+    if type(value) is bytes:  # the common case, without isinstance's slower path
+        return value
     if not isinstance(value, (bytes, bytearray, memoryview)):
         raise TypeError(f"{name} must be bytes, not {type(value).__name__}")
     return bytes(value)
