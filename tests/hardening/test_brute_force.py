@@ -286,12 +286,13 @@ def test_documented_figures_match_the_defaults() -> None:
     assert f"{per_code / space:.1e}" in text  # ≈ 1.3e-08 per issued code
 
 
-# -- a finding in a room another helper owns (server/limits.py): see docs/security.md --------
+# -- the in-memory limiter under a spray of fresh keys (server/limits.py) ---------------------
 
 
 def test_rate_limiter_memory_is_bounded_under_a_spray_of_fresh_keys() -> None:
     """An attacker with many addresses (an IPv6 /64, a botnet) or many numbers makes one new
-    bucket per request, each still 'not full' for an hour."""
+    bucket per request, each still 'not full' for an hour: memory stays bounded, and a
+    request past the bound stays cheap (it was a 31 ms rebuild of the whole table)."""
     import asyncio
     import time
 
@@ -304,10 +305,57 @@ def test_rate_limiter_memory_is_bounded_under_a_spray_of_fresh_keys() -> None:
         for i in range(MAX_BUCKETS):
             await limiter.acquire("sms_code_address", rule, f"2001:db8::{i:x}")
         started = time.perf_counter()
-        for i in range(10):  # past the bound: each one sweeps all 200,000 buckets
+        for i in range(1000):  # past the bound
             await limiter.acquire("sms_code_address", rule, f"2001:db8:1::{i:x}")
-        return (time.perf_counter() - started) / 10
+        return (time.perf_counter() - started) / 1000
 
     per_acquire_s = asyncio.run(spray())
-    print(f"\none acquire past MAX_BUCKETS costs {per_acquire_s * 1000:.1f} ms")
+    print(f"\none acquire past MAX_BUCKETS costs {per_acquire_s * 1e6:.0f} µs (amortized)")
     assert len(limiter) <= MAX_BUCKETS
+    # Structural, not timed: one pass shrank the rule to the low-water mark, so the next
+    # ~10% of acquires do no sweeping at all (the cost is amortized, not paid per request).
+    from textsecure_provision.server.limits import LOW_WATER
+
+    assert len(limiter) < MAX_BUCKETS - (MAX_BUCKETS - LOW_WATER) // 2
+
+
+def test_a_spent_number_is_not_forgotten_under_a_spray_of_fresh_numbers() -> None:
+    import asyncio
+
+    from textsecure_provision.server.limits import MAX_BUCKETS
+
+    limiter = MemoryRateLimiter(clock=FakeMonotonic())
+    rule = DEFAULTS.code_guess_number
+    assert rule is not None
+
+    async def attack() -> float:
+        for _ in range(rule.count):  # the victim's number: cut off
+            assert await limiter.acquire("code_guess_number", rule, "+15550001111") == 0
+        assert await limiter.acquire("code_guess_number", rule, "+15550001111") > 0
+        for i in range(MAX_BUCKETS + 1):  # one guess each at fresh numbers
+            await limiter.acquire("code_guess_number", rule, f"+1666{i:08d}")
+        return await limiter.acquire("code_guess_number", rule, "+15550001111")
+
+    assert asyncio.run(attack()) > 0  # still cut off
+
+
+def test_concurrent_wrong_passwords_cannot_overshoot_the_budget(server: LiveServer) -> None:
+    """Wrong guesses sent all at once are still counted one by one (no race past the check)."""
+    import asyncio
+
+    rule = DEFAULTS.auth_failure_address
+    assert rule is not None
+    with client_from(server) as c:
+        number = register(c).number
+
+    async def burst() -> list[int]:
+        transport = httpx.AsyncHTTPTransport(local_address="127.0.0.9")
+        async with httpx.AsyncClient(base_url=server.url, transport=transport) as ac:
+            replies = await asyncio.gather(
+                *(ac.get("/v1/devices/", auth=(number, new_password())) for _ in range(4 * rule.count))
+            )
+        return [r.status_code for r in replies]
+
+    statuses = asyncio.run(burst())
+    assert set(statuses) <= {401, 429}
+    assert statuses.count(401) == rule.count  # exactly the budget, never more

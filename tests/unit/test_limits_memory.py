@@ -27,18 +27,20 @@ async def test_spray_on_one_rule_keeps_other_rules_buckets() -> None:
     assert await limiter.acquire("code_guess_number", victim, "+15550001111") > 0
 
 
-async def test_eviction_drops_least_recently_used_first() -> None:
-    limiter = MemoryRateLimiter(clock=Clock())
-    rule = Rule(1, 3600)
-    assert await limiter.acquire("r", rule, "recent") == 0
+async def test_eviction_keeps_the_most_spent_buckets() -> None:
+    """A key that was cut off long ago outlives a spray of fresh, barely used keys."""
+    clock = Clock()
+    limiter = MemoryRateLimiter(clock=clock)
+    rule = Rule(10, 3600)
+    for _ in range(10):
+        assert await limiter.acquire("r", rule, "victim") == 0
+    assert await limiter.acquire("r", rule, "victim") > 0  # cut off
+    clock.now += 1
     for i in range(MAX_BUCKETS):
-        await limiter.acquire("r", rule, f"k{i}")
-        if i == MAX_BUCKETS - 200:
-            await limiter.acquire("r", rule, "recent")  # refused, but touched: stays recent
-    assert len(limiter) <= MAX_BUCKETS
-    assert len(limiter) >= LOW_WATER - 1
-    assert await limiter.peek("r", rule, "recent") > 0  # still remembered as spent
-    assert await limiter.peek("r", rule, "k0") == 0  # the oldest were forgotten
+        await limiter.acquire("r", rule, f"k{i}")  # one token each: full again soonest
+    assert LOW_WATER - 1 <= len(limiter) <= MAX_BUCKETS
+    assert await limiter.peek("r", rule, "victim") > 0  # still remembered as spent
+    assert await limiter.peek("r", rule, "k0") == 0  # the least spent were forgotten
 
 
 async def test_refusal_takes_nothing_and_refill_is_forgotten() -> None:

@@ -138,6 +138,10 @@ class PasswordVerifier:
     async def hash(self, password: str) -> str:
         return await asyncio.to_thread(hash_password, password)
 
+    def remembers(self, password: str, stored: str) -> bool:
+        """True if this password was verified recently (no hashing needed)."""
+        return self._key(password, stored) in self._cache
+
     async def verify(self, password: str, stored: str) -> bool:
         key = self._key(password, stored)
         if key in self._cache:

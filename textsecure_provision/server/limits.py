@@ -9,7 +9,7 @@ limit spent on one node holds on the others.
 
 from __future__ import annotations
 
-import itertools
+import heapq
 import math
 import time
 from collections.abc import Callable
@@ -19,10 +19,11 @@ from textsecure_provision.errors import RateLimitedError
 from textsecure_provision.server.config import Rule
 from textsecure_provision.server.metrics import Metrics
 
-# Buckets kept per rule. Past it, refilled buckets go first, then the least recently used,
-# down to LOW_WATER: memory stays bounded under a spray of fresh keys (an IPv6 /64, a
-# botnet), and the eviction costs O(1) per acquire, amortized. Rules are kept apart so
-# that spraying addresses cannot evict the per-number buckets that guard one account.
+# Buckets kept per rule. Past it, refilled buckets go first, then those that will be full
+# again soonest (the least spent), down to LOW_WATER: memory stays bounded under a spray of
+# fresh keys (an IPv6 /64, a botnet), a key that was cut off is the last to be forgotten,
+# and the eviction costs O(log n) per acquire, amortized. Rules are kept apart so that
+# spraying addresses cannot evict the per-number buckets that guard one account.
 MAX_BUCKETS = 100_000
 LOW_WATER = MAX_BUCKETS * 9 // 10
 
@@ -50,9 +51,8 @@ class MemoryRateLimiter:
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
-        # rule name → key → (tokens, at, full_at), oldest use first (dicts keep insertion
-        # order). full_at is when the bucket is full again, so a sweep can forget it
-        # without knowing its rule.
+        # rule name → key → (tokens, at, full_at). full_at is when the bucket is full
+        # again, so a sweep can forget it without knowing its rule.
         self._rules: dict[str, dict[str, _Bucket]] = {}
 
     @staticmethod
@@ -65,11 +65,8 @@ class MemoryRateLimiter:
     async def acquire(self, name: str, rule: Rule, key: str) -> float:
         now = self._clock()
         buckets = self._rules.setdefault(name, {})
-        state = buckets.pop(key, None)  # re-inserted below: most recently used last
-        tokens = self._level(rule, state, now)
-        if tokens < 1.0:
-            assert state is not None  # a missing bucket is full
-            buckets[key] = state  # a refusal takes nothing
+        tokens = self._level(rule, buckets.get(key), now)
+        if tokens < 1.0:  # a refusal takes nothing
             return (1.0 - tokens) * rule.period_s / rule.count
         tokens -= 1.0
         buckets[key] = (tokens, now, now + (rule.count - tokens) * rule.period_s / rule.count)
@@ -90,11 +87,11 @@ class MemoryRateLimiter:
         # A bucket that has refilled is the same as no bucket: forgetting it changes nothing.
         for key in [k for k, v in buckets.items() if v[2] <= now]:
             del buckets[key]
-        # Still too many: forget the least recently used. Their keys get a full bucket
+        # Still too many: forget those closest to full. Their keys get a full bucket
         # again, the price of a bounded memory (see docs/security.md).
         excess = len(buckets) - LOW_WATER
         if excess > 0:
-            for key in list(itertools.islice(buckets, excess)):
+            for key, _ in heapq.nsmallest(excess, buckets.items(), key=lambda kv: kv[1][2]):
                 del buckets[key]
 
     def __len__(self) -> int:

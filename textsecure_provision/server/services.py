@@ -6,14 +6,16 @@ request becomes a device of an account (§4 Auth).
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 from starlette.requests import HTTPConnection
 
 from textsecure_provision.errors import AuthError
-from textsecure_provision.server.auth import BasicCredentials, PasswordVerifier, parse_basic_auth
+from textsecure_provision.server.auth import PasswordVerifier, parse_basic_auth
 from textsecure_provision.server.codes import CodeDelivery, LogDelivery
 from textsecure_provision.server.config import ServerConfig
 from textsecure_provision.server.fanout.base import FanOut
@@ -28,6 +30,32 @@ def wall_clock_ms() -> int:
     return int(time.time() * 1000)
 
 
+class KeyedLocks:
+    """One ``asyncio.Lock`` per key, kept only while someone holds or waits for it."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+
+    @asynccontextmanager
+    async def hold(self, key: str) -> AsyncIterator[None]:
+        lock, users = self._locks.get(key, (None, 0))
+        if lock is None:
+            lock = asyncio.Lock()
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[key]
+            if users == 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)
+
+    def __len__(self) -> int:
+        return len(self._locks)
+
+
 @dataclass
 class Services:
     config: ServerConfig
@@ -36,6 +64,9 @@ class Services:
     limits: Limits
     metrics: Metrics
     verifier: PasswordVerifier = field(default_factory=PasswordVerifier)
+    # Serialises uncached password checks per address: without it, concurrent wrong
+    # guesses all pass the budget check before any of them is counted.
+    auth_gate: KeyedLocks = field(default_factory=KeyedLocks)
     delivery: CodeDelivery = field(default_factory=LogDelivery)  # registration codes
     clock_ms: Callable[[], int] = wall_clock_ms
     stopping: bool = False
@@ -61,27 +92,30 @@ async def authenticate(conn: HTTPConnection) -> DeviceRecord:
 
     A missing or malformed header is 401 at once. Otherwise the address's
     failure budget is checked before any hashing (429 once spent), and every
-    failure spends one token of it.
+    failure spends one token of it. A password that needs hashing is checked
+    under the address's lock, so concurrent guesses cannot overshoot the budget
+    (on one node; across nodes, by at most the number of nodes).
     """
     svc = services(conn)
     creds = parse_basic_auth(conn.headers.get("authorization"))
     address = client_address(conn)
+    # First, for every request: a cut-off address may not even try a cached password,
+    # or it could still tell a right guess from a wrong one.
     await svc.limits.check_not_blocked("auth_failure_address", address)
-    device = await _verify(svc, creds)
-    if device is None:
-        await svc.limits.record("auth_failure_address", address)
-        raise AuthError("wrong number, device or password")
+    device_id = 1 if creds.device_id is None else creds.device_id
+    device = await svc.storage.get_device(creds.number, device_id)
+    if device is not None and svc.verifier.remembers(creds.password, device.password_hash):
+        return await _seen(svc, device)
+    async with svc.auth_gate.hold(address):
+        await svc.limits.check_not_blocked("auth_failure_address", address)
+        if device is None or not await svc.verifier.verify(creds.password, device.password_hash):
+            await svc.limits.record("auth_failure_address", address)
+            raise AuthError("wrong number, device or password")
+    return await _seen(svc, device)
+
+
+async def _seen(svc: Services, device: DeviceRecord) -> DeviceRecord:
     now = svc.clock_ms()
     if now - device.last_seen_ms >= LAST_SEEN_RESOLUTION_MS:
         await svc.storage.touch_device(device.number, device.device_id, now)
-    return device
-
-
-async def _verify(svc: Services, creds: BasicCredentials) -> DeviceRecord | None:
-    device_id = 1 if creds.device_id is None else creds.device_id
-    device = await svc.storage.get_device(creds.number, device_id)
-    if device is None:
-        return None
-    if not await svc.verifier.verify(creds.password, device.password_hash):
-        return None
     return device
