@@ -17,6 +17,7 @@ Two jobs:
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from typing import NewType, Protocol
@@ -36,6 +37,26 @@ class Waiter(Protocol):
     async def wait(self, timeout_s: float) -> bool:
         """Wait until notified (True) or ``timeout_s`` passes (False). A notify that
         arrived after subscribing and before this call counts."""
+
+
+class EventWaiter:
+    """A ``Waiter`` over one ``asyncio.Event``: a notify before ``wait`` still counts."""
+
+    __slots__ = ("event",)
+
+    def __init__(self) -> None:
+        self.event = asyncio.Event()
+
+    async def wait(self, timeout_s: float) -> bool:
+        if self.event.is_set():
+            self.event.clear()
+            return True
+        try:
+            await asyncio.wait_for(self.event.wait(), timeout_s)
+        except TimeoutError:
+            return False
+        self.event.clear()
+        return True
 
 
 class FanOut(Protocol):

@@ -6,35 +6,21 @@ gives a channel exactly one message (fanout/base.py).
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from textsecure_provision.server.fanout.base import ChannelId, ChannelSink, MailboxKey
-
-
-class _Waiter:
-    __slots__ = ("event",)
-
-    def __init__(self) -> None:
-        self.event = asyncio.Event()
-
-    async def wait(self, timeout_s: float) -> bool:
-        if self.event.is_set():
-            self.event.clear()
-            return True
-        try:
-            await asyncio.wait_for(self.event.wait(), timeout_s)
-        except TimeoutError:
-            return False
-        self.event.clear()
-        return True
+from textsecure_provision.server.fanout.base import (
+    ChannelId,
+    ChannelSink,
+    EventWaiter,
+    MailboxKey,
+)
 
 
 class MemoryFanOut:
     def __init__(self) -> None:
         self._channels: dict[ChannelId, ChannelSink] = {}
-        self._waiters: dict[MailboxKey, set[_Waiter]] = {}
+        self._waiters: dict[MailboxKey, set[EventWaiter]] = {}
 
     def describe(self) -> str:
         return "memory (this process only)"
@@ -66,8 +52,8 @@ class MemoryFanOut:
         return len(self._channels)
 
     @asynccontextmanager
-    async def subscribe(self, key: MailboxKey) -> AsyncIterator[_Waiter]:
-        waiter = _Waiter()
+    async def subscribe(self, key: MailboxKey) -> AsyncIterator[EventWaiter]:
+        waiter = EventWaiter()
         self._waiters.setdefault(key, set()).add(waiter)
         try:
             yield waiter

@@ -54,7 +54,12 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from textsecure_provision.errors import ServiceUnavailableError
-from textsecure_provision.server.fanout.base import ChannelId, ChannelSink, MailboxKey
+from textsecure_provision.server.fanout.base import (
+    ChannelId,
+    ChannelSink,
+    EventWaiter,
+    MailboxKey,
+)
 from textsecure_provision.server.storage.postgres import redact_url
 
 log = logging.getLogger(__name__)
@@ -93,30 +98,12 @@ def redis_client(url: str, *, retries: int) -> Redis:
     return Redis.from_pool(pool)  # the client owns the pool: aclose() closes both
 
 
-class _Waiter:
-    __slots__ = ("event",)
-
-    def __init__(self) -> None:
-        self.event = asyncio.Event()
-
-    async def wait(self, timeout_s: float) -> bool:
-        if self.event.is_set():
-            self.event.clear()
-            return True
-        try:
-            await asyncio.wait_for(self.event.wait(), timeout_s)
-        except TimeoutError:
-            return False
-        self.event.clear()
-        return True
-
-
 @dataclass(eq=False)
 class _Subscription:
     """One mailbox topic this node listens to, shared by the device's local long-polls."""
 
     ready: asyncio.Future[None]  # set when Redis confirms the SUBSCRIBE
-    waiters: set[_Waiter] = field(default_factory=set)
+    waiters: set[EventWaiter] = field(default_factory=set)
 
 
 @dataclass(eq=False)
@@ -397,9 +384,9 @@ class RedisFanOut:
 
     # -- mailbox wake-ups --------------------------------------------------------------------------
     @asynccontextmanager
-    async def subscribe(self, key: MailboxKey) -> AsyncIterator[_Waiter]:
+    async def subscribe(self, key: MailboxKey) -> AsyncIterator[EventWaiter]:
         topic = self._mailbox_topic(key)
-        waiter = _Waiter()
+        waiter = EventWaiter()
         sub = self._subs.get(topic)
         if sub is None:
             pubsub = self._require_link()
@@ -427,7 +414,7 @@ class RedisFanOut:
         finally:
             await self._leave(topic, sub, waiter)
 
-    async def _leave(self, topic: str, sub: _Subscription, waiter: _Waiter) -> None:
+    async def _leave(self, topic: str, sub: _Subscription, waiter: EventWaiter) -> None:
         sub.waiters.discard(waiter)
         if sub.waiters or self._subs.get(topic) is not sub:
             return

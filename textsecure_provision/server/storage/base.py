@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,20 @@ class DeviceRecord:
     password_hash: str = field(repr=False)
     created_ms: int
     last_seen_ms: int
+
+
+def device_from_row(row: Sequence[Any]) -> DeviceRecord:
+    """A ``devices`` row, in the column order both backends select, as a record."""
+    return DeviceRecord(
+        number=row[0],
+        device_id=row[1],
+        registration_id=row[2],
+        fetches_messages=bool(row[3]),
+        name=row[4],
+        password_hash=row[5],
+        created_ms=row[6],
+        last_seen_ms=row[7],
+    )
 
 
 @dataclass(frozen=True)

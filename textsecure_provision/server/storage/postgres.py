@@ -51,6 +51,7 @@ from textsecure_provision.server.storage.base import (
     PreKeyRecord,
     SignedPreKeyRecord,
     StoredMessage,
+    device_from_row,
 )
 from textsecure_provision.server.storage.migrations import load_migrations
 
@@ -327,19 +328,6 @@ class PostgresStorage:
             now_ms,
         )
 
-    @staticmethod
-    def _device(row: Any) -> DeviceRecord:
-        return DeviceRecord(
-            number=row[0],
-            device_id=row[1],
-            registration_id=row[2],
-            fetches_messages=bool(row[3]),
-            name=row[4],
-            password_hash=row[5],
-            created_ms=row[6],
-            last_seen_ms=row[7],
-        )
-
     async def get_device(self, number: str, device_id: int) -> DeviceRecord | None:
         async with self._con() as con:
             row = await con.fetchrow(
@@ -347,7 +335,7 @@ class PostgresStorage:
                 number,
                 device_id,
             )
-        return None if row is None else self._device(row)
+        return None if row is None else device_from_row(row)
 
     async def list_devices(self, number: str) -> list[DeviceRecord]:
         async with self._con() as con:
@@ -355,7 +343,7 @@ class PostgresStorage:
                 f"SELECT {_DEVICE_COLUMNS} FROM devices WHERE number = $1 ORDER BY device_id",  # noqa: S608
                 number,
             )
-        return [self._device(r) for r in rows]
+        return [device_from_row(r) for r in rows]
 
     async def touch_device(self, number: str, device_id: int, now_ms: int) -> None:
         async with self._con() as con:

@@ -34,6 +34,7 @@ from textsecure_provision.server.storage.base import (
     PreKeyRecord,
     SignedPreKeyRecord,
     StoredMessage,
+    device_from_row,
 )
 from textsecure_provision.server.storage.migrations import load_migrations, split_statements
 
@@ -250,32 +251,19 @@ class SqliteStorage:
             ),
         )
 
-    @staticmethod
-    def _device(row: Sequence[Any]) -> DeviceRecord:
-        return DeviceRecord(
-            number=row[0],
-            device_id=row[1],
-            registration_id=row[2],
-            fetches_messages=bool(row[3]),
-            name=row[4],
-            password_hash=row[5],
-            created_ms=row[6],
-            last_seen_ms=row[7],
-        )
-
     async def get_device(self, number: str, device_id: int) -> DeviceRecord | None:
         query = f"SELECT {_DEVICE_COLUMNS} FROM devices WHERE number = ? AND device_id = ?"  # noqa: S608
         reader = self._reader
         if reader is not None and self._executor is not None:
             try:  # on this thread (see __init__); a busy database falls back to the thread
                 row = reader.execute(query, (number, device_id)).fetchone()
-                return None if row is None else self._device(row)
+                return None if row is None else device_from_row(row)
             except sqlite3.OperationalError:
                 pass
 
         def op() -> DeviceRecord | None:
             row = self.con.execute(query, (number, device_id)).fetchone()
-            return None if row is None else self._device(row)
+            return None if row is None else device_from_row(row)
 
         return await self._run(op)
 
@@ -285,7 +273,7 @@ class SqliteStorage:
                 f"SELECT {_DEVICE_COLUMNS} FROM devices WHERE number = ? ORDER BY device_id",  # noqa: S608
                 (number,),
             ).fetchall()
-            return [self._device(r) for r in rows]
+            return [device_from_row(r) for r in rows]
 
         return await self._run(op)
 
