@@ -10,7 +10,6 @@ PUT the way a server of another design would (409) — the only stand-in here.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 from collections.abc import AsyncIterator
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from flow_support import CODE, NUMBER, LinkUi, running_server
 
 from textsecure_provision.errors import (
     MismatchedDevicesError,
@@ -58,50 +58,13 @@ from textsecure_provision.protocol.session import encrypt, initiate_session
 from textsecure_provision.store.sessions import SESSIONS_FILE, SessionStore
 from textsecure_provision.transport.api import ApiClient, Credentials
 
-server_app = pytest.importorskip("textsecure_provision.server.app")
-server_runner = pytest.importorskip("textsecure_provision.server.runner")
-server_config = pytest.importorskip("textsecure_provision.server.config")
-
-CODE = "424242"
-NUMBER = "+15550001111"
 OTHER = "+15550002222"
-
-
-@contextlib.asynccontextmanager
-async def running_server(tmp_path: Path) -> AsyncIterator[str]:
-    cfg = server_config.ServerConfig(
-        host="127.0.0.1", port=0, db_url=f"sqlite:///{tmp_path / 'server.db'}",
-        test_registration_code=CODE,
-    )  # fmt: skip
-    srv = server_runner.ProvisionServer(
-        server_runner.uvicorn_config(server_app.create_app(cfg), cfg), cfg
-    )
-    task = asyncio.create_task(srv.serve())
-    try:
-        while not srv.started_event.is_set():  # uvicorn runs in this loop: yield to it
-            if task.done():
-                task.result()
-            await asyncio.sleep(0.01)
-        yield srv.base_url
-    finally:
-        srv.should_exit = True
-        await asyncio.wait_for(task, 10)
 
 
 @pytest.fixture
 async def server(tmp_path: Path) -> AsyncIterator[str]:
     async with running_server(tmp_path) as url:
         yield url
-
-
-class LinkUi(RecordingUi):
-    def __init__(self, **kw: Any) -> None:
-        super().__init__(**kw)
-        self.links: asyncio.Queue[str] = asyncio.Queue()
-
-    def channel_opened(self, link: str, **kw: Any) -> None:
-        super().channel_opened(link, **kw)
-        self.links.put_nowait(link)
 
 
 async def register(url: str, tmp_path: Path, name: str, number: str = NUMBER) -> FlowConfig:
