@@ -211,21 +211,39 @@ async def test_a_channel_closed_on_a_is_404_through_b(
 async def test_a_channel_whose_node_died_is_404_not_a_hang(
     pair: Pair, clients: tuple[httpx.AsyncClient, httpx.AsyncClient]
 ) -> None:
-    """A node that dies without cleaning up leaves its keys until they expire: the PUT
-    claims one, finds no node listening on that node's topic, and answers 404 at once."""
+    """A channel id whose node tag no node listens on (its node died, or no node ever had
+    that tag): the PUT's PUBLISH reaches nobody, and the answer is 404 at once."""
     _, b = clients
     master = await register(b)
-    channel = str(uuid.uuid4())
-    redis = Redis.from_url(str(pair.fields["redis_url"]))
+    ws, b_channel = await _open(pair.b_ws)  # B's tag, from an id B handed out
+    await ws.close()  # type: ignore[attr-defined]
+    tags = {pair.a.services.fanout.node_id, b_channel[:8]}  # type: ignore[attr-defined]
+    dead = next(t for t in ("deadbeef", "0badc0de") if t not in tags)
+    channel = dead + str(uuid.uuid4())[8:]
+    started = time.monotonic()
+    r = await b.put(f"/v1/messages/{channel}", json=channel_body(), auth=master.auth)
+    assert r.status_code == 404
+    assert time.monotonic() - started < 2.0  # no waiting for an answer that cannot come
+
+
+async def test_channel_ids_carry_their_node_tag_and_touch_no_redis_key(
+    pair: Pair, clients: tuple[httpx.AsyncClient, httpx.AsyncClient]
+) -> None:
+    """Opening a channel writes nothing to Redis: the id routes itself (fanout/redis.py)."""
+    a, _ = clients
+    master = await register(a)
+    ws, channel = await _open(pair.a_ws)
     try:
-        await redis.set(f"{pair.fields['redis_prefix']}ch:{channel}", "deadbeef" * 4, px=60_000)
-        started = time.monotonic()
-        r = await b.put(f"/v1/messages/{channel}", json=channel_body(), auth=master.auth)
-        assert r.status_code == 404
-        assert time.monotonic() - started < 2.0  # no waiting for an answer that cannot come
-        assert await redis.exists(f"{pair.fields['redis_prefix']}ch:{channel}") == 0  # claimed
+        assert channel.startswith(pair.a.services.fanout.node_id)  # type: ignore[attr-defined]
+        redis = Redis.from_url(str(pair.fields["redis_url"]))
+        try:
+            assert await redis.keys(f"{pair.fields['redis_prefix']}ch:*") == []
+        finally:
+            await redis.aclose()
+        r = await a.put(f"/v1/messages/{channel}", json=channel_body(), auth=master.auth)
+        assert r.status_code == 200
     finally:
-        await redis.aclose()
+        await ws.close()  # type: ignore[attr-defined]
 
 
 async def test_long_poll_on_a_is_woken_by_a_store_on_b(

@@ -132,3 +132,97 @@ def test_urls_are_checked_and_passwords_never_shown() -> None:
     assert "hunter2" not in store.describe()
     assert store.describe() == "postgresql://relay:***@db:5432/relay (schema r)"
     assert redact_url("redis://:pw@r:6379/0") == "redis://:***@r:6379/0"
+
+
+async def _until(condition: object, timeout: float = 5.0) -> bool:
+    """Poll an async condition (another node's NOTIFY has no event we can await here)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while loop.time() < deadline:
+        if await condition():  # type: ignore[operator]
+            return True
+        await asyncio.sleep(0.01)
+    return False
+
+
+async def test_a_cached_device_is_served_without_the_database(
+    stores: list[PostgresStorage],
+) -> None:
+    a, _ = stores
+    assert await a.wait_listening(10)
+    await a.create_account(NUMBER, _device(7), 1)
+    first = await a.get_device(NUMBER, 1)
+    assert first is not None and len(a.devices) == 1
+    pool, a._pool = a._pool, None  # no database at all: only the cache can answer
+    try:
+        assert await a.get_device(NUMBER, 1) == first
+    finally:
+        a._pool = pool
+    assert await a.get_device(NUMBER, 2) is None  # a miss is never cached
+    assert len(a.devices) == 1
+
+
+async def test_a_change_on_another_node_or_in_sql_reaches_the_cache(
+    stores: list[PostgresStorage], url: str
+) -> None:
+    """Node B re-registers the number and removes a device; a plain SQL update (no store
+    involved) changes a password: node A's cache forgets each at its NOTIFY."""
+    a, b = stores
+    assert await a.wait_listening(10) and await b.wait_listening(10)
+    await a.create_account(NUMBER, _device(7), 1)
+    assert await a.add_device(NUMBER, _device(8), 1, max_devices=5) == 2
+    assert (await a.get_device(NUMBER, 1)).registration_id == 7  # type: ignore[union-attr]
+    assert await a.get_device(NUMBER, 2) is not None
+    await b.create_account(NUMBER, _device(9), 2)  # replaces device 1, drops device 2
+
+    async def a_sees_new() -> bool:
+        d = await a.get_device(NUMBER, 1)
+        return d is not None and d.registration_id == 9
+
+    assert await _until(a_sees_new)
+    assert await a.get_device(NUMBER, 2) is None
+    con = await asyncpg.connect(url.split("?")[0])
+    try:
+        await con.execute(
+            f'UPDATE "{a.schema}".devices SET password_hash = $1 WHERE number = $2',
+            "changed",
+            NUMBER,
+        )
+    finally:
+        await con.close()
+
+    async def a_sees_hash() -> bool:
+        d = await a.get_device(NUMBER, 1)
+        return d is not None and d.password_hash == "changed"
+
+    assert await _until(a_sees_hash)
+    assert await b.remove_device(NUMBER, 1)
+
+    async def a_sees_gone() -> bool:
+        return await a.get_device(NUMBER, 1) is None
+
+    assert await _until(a_sees_gone)
+
+
+async def test_without_its_listener_the_cache_keeps_nothing(
+    stores: list[PostgresStorage], url: str
+) -> None:
+    a, _ = stores
+    assert await a.wait_listening(10)
+    await a.create_account(NUMBER, _device(7), 1)
+    assert await a.get_device(NUMBER, 1) is not None and len(a.devices) == 1
+    con = await asyncpg.connect(url.split("?")[0])
+    try:  # kill A's listening connection, as a database restart or a network cut would
+        killed = await con.fetchval("SELECT pg_terminate_backend($1)", a.listener_pid)
+        assert killed is True
+    finally:
+        await con.close()
+
+    async def cache_off() -> bool:
+        return not a.devices.live
+
+    assert await _until(cache_off)
+    assert len(a.devices) == 0
+    assert await a.get_device(NUMBER, 1) is not None  # still served, from the database
+    assert len(a.devices) == 0 or a.devices.live  # cached only once the listener is back
+    assert await a.wait_listening(10)  # it reconnects by itself

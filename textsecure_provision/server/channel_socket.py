@@ -492,7 +492,7 @@ class ChannelSocket(asyncio.Protocol):
         try:
             address = await self._client_address(raw_headers)
             await svc.limits.enforce("channel_create_address", address)
-            channel_id = new_channel_id()
+            channel_id = svc.fanout.route_channel_id(new_channel_id())
             ttl = svc.config.channel_ttl_s
             # Registered before the uuid leaves, so a PUT right after it finds the channel.
             await svc.fanout.open_channel(channel_id, self.deliver, ttl)

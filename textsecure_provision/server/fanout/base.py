@@ -70,6 +70,10 @@ class FanOut(Protocol):
     def describe(self) -> str: ...
 
     # -- temp channels (§4.1) ---------------------------------------------------------------
+    def route_channel_id(self, channel_id: ChannelId) -> ChannelId:
+        """The random id as this node hands it out (the Redis fan-out writes its node tag
+        into it, so that any node can route a PUT from the id alone)."""
+
     async def open_channel(self, channel_id: ChannelId, sink: ChannelSink, ttl_s: float) -> None:
         """Make the channel reachable for ``ttl_s`` seconds (the holder also closes it)."""
 

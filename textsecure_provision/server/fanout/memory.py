@@ -35,6 +35,9 @@ class MemoryFanOut:
     async def check(self) -> None:
         return None
 
+    def route_channel_id(self, channel_id: ChannelId) -> ChannelId:
+        return channel_id  # one process: nothing to route
+
     async def open_channel(self, channel_id: ChannelId, sink: ChannelSink, ttl_s: float) -> None:
         # ttl_s matters to shared backends (key expiry); here the holder's timer closes it.
         self._channels[channel_id] = sink

@@ -2,22 +2,29 @@
 
 Names (``P`` is ``--redis-prefix``, so several deployments can share a Redis)::
 
-    P ch:<uuid>        key, value = the holding node's id, expires with the channel
-    P node:<node id>   pub/sub topic: deliveries for that node and answers to its requests
+    P node:<tag>       pub/sub topic: deliveries for that node and answers to its requests
     P mb:<number>.<d>  pub/sub topic: "a message was stored for this device"
 
-**Temp channels (§4.1).** The node whose websocket holds channel U sets
-``P ch:U`` to its node id (with the channel's ttl) before the uuid frame goes
-out. A ``PUT /v1/messages/U`` on any node claims the key with ``GETDEL``:
-atomic, so of two racing PUTs, on any nodes, at most one gets the node id; the
-others see nothing and answer 404. The claimer delivers locally if it is the
-holder, else publishes the frame on the holder's topic and waits for its
-answer (True once the frame is written to the socket). ``PUBLISH`` returning 0
-means no node listens there any more (the holder died): 404. The holder pops
-its local sink before writing, so even a replayed request cannot deliver twice:
-the key routes, the local pop is the claim that makes 200 mean "delivered,
-exactly once". A holder whose socket closed in between answers False: 404 (the
-frame is not kept anywhere, like the seed: no ack on channels).
+**Temp channels (§4.1).** A node has a random 32-bit *tag* (8 hex digits,
+checked unused on its topic at start) and writes it into the first 8 hex
+digits of every channel id it hands out (``route_channel_id``; the other 90
+random bits of the v4 uuid stay the capability). So a channel needs no Redis
+at all while it waits: nothing is written when it opens or closes. A ``PUT
+/v1/messages/U`` on the holder (the tag is its own) pops the local sink: one
+dict pop, the claim. On any other node it publishes the frame on the tag's
+topic and waits for the holder's answer (True once the frame is written to
+the socket). The holder pops its sink before writing, so of two racing PUTs,
+on any nodes, at most one gets True, and a replayed request cannot deliver
+twice: the pop is the claim that makes 200 mean "delivered, exactly once".
+``PUBLISH`` returning 0 means no node listens on that tag (the holder died,
+or the id was never handed out): 404 at once. Should two nodes ever share a
+tag, both answer and the requester waits for as many answers as ``PUBLISH``
+counted receivers: True if any delivered. The frame is not kept anywhere (no
+ack on channels).
+
+Per rendezvous that is 0 Redis commands when the PUT reaches the holder, and
+2 ``PUBLISH`` when it does not (the delivery and its answer); the former
+design's ``SET`` on open and ``GETDEL`` on PUT are gone (docs/performance.md).
 
 **Mailbox wake-ups.** A long-poll subscribes to its device's topic and waits
 for Redis to confirm the subscription *before* it re-reads storage; a send
@@ -26,21 +33,21 @@ wait. Subscriptions are reference-counted: one per device per node.
 
 **Failures.** One task per node owns the pub/sub connection; when it breaks
 (or stops answering pings) the task reconnects with backoff, re-subscribes
-every live topic, re-registers this node's open channels (keys are not durable:
-a restarted Redis has none), and then wakes every local long-poll, because a
-publish may have been missed while the link was down. Meanwhile requests that
-need Redis get ``ServiceUnavailableError`` (503); a ``notify`` that fails is
-only logged, since the message itself is stored (the wake-up after the
-reconnect covers it), and failing the send would make the client store it twice.
+every live topic, and then wakes every local long-poll, because a publish may
+have been missed while the link was down. Meanwhile requests that need Redis
+get ``ServiceUnavailableError`` (503); a ``notify`` that fails is only logged,
+since the message itself is stored (the wake-up after the reconnect covers
+it), and failing the send would make the client store it twice.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import logging
-import uuid
+import secrets
 from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -70,7 +77,7 @@ DELIVER_TIMEOUT_S = 5.0  # the holder answers in ~1 ms; longer means it or the l
 SUBSCRIBE_TIMEOUT_S = 5.0
 PING_INTERVAL_S = 5.0  # an idle pub/sub link is pinged; no answer within as long is dead
 SOCKET_TIMEOUT_S = 3.0
-KEY_GRACE_MS = 1000  # the key outlives the channel a little; the holder's own state decides
+TAG_TRIES = 5  # a fresh tag per try while another node already listens on one
 RECONNECT_MAX_S = 2.0
 MAX_CONNECTIONS = 50  # per pool; a command holds one for ~0.1 ms, so this serves thousands/s
 
@@ -106,17 +113,37 @@ class _Subscription:
     waiters: set[EventWaiter] = field(default_factory=set)
 
 
-@dataclass(eq=False)
-class _Channel:
-    sink: ChannelSink
-    expires_at: float  # loop time; used to re-register the key after a Redis restart
+class _Delivery:
+    """A delivery request's answers: True once any receiver delivered, False once all the
+    receivers ``PUBLISH`` counted have said no (answers may come before that count)."""
+
+    __slots__ = ("answers", "done", "expected")
+
+    def __init__(self) -> None:
+        self.done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self.answers = 0
+        self.expected: int | None = None
+
+    def answer(self, ok: bool) -> None:
+        self.answers += 1
+        if self.done.done():
+            return
+        if ok:
+            self.done.set_result(True)
+        elif self.expected is not None and self.answers >= self.expected:
+            self.done.set_result(False)
+
+    def expect(self, receivers: int) -> None:
+        self.expected = receivers
+        if not self.done.done() and self.answers >= receivers:
+            self.done.set_result(False)
 
 
 class RedisFanOut:
     def __init__(self, url: str, prefix: str = DEFAULT_PREFIX) -> None:
         self.url = url
         self.prefix = prefix
-        self.node_id = uuid.uuid4().hex
+        self.node_id = secrets.token_hex(4)  # the tag (see the module docstring)
         self._redis = redis_client(url, retries=1)
         # The pub/sub client never retries on its own: the supervisor reconnects and then
         # re-subscribes itself, so it always knows which subscriptions Redis has confirmed.
@@ -126,18 +153,18 @@ class RedisFanOut:
         self._link_event = asyncio.Event()
         self._supervisor: asyncio.Task[None] | None = None
         self._closing = False
-        self._channels: dict[ChannelId, _Channel] = {}
+        self._channels: dict[ChannelId, ChannelSink] = {}
         self._subs: dict[str, _Subscription] = {}
         # Per topic, the subscriptions whose SUBSCRIBE awaits confirmation, in sending order
         # (Redis confirms in order on one connection); None for the node's own topic.
         self._confirm: dict[str, deque[_Subscription | None]] = {}
-        self._pending: dict[str, asyncio.Future[bool]] = {}  # delivery request id → answer
+        self._pending: dict[str, _Delivery] = {}  # delivery request id → its answers
+        # Unique even between two nodes that clashed on a tag (they share a topic).
+        self._request_prefix = secrets.token_hex(6)
+        self._request_ids = itertools.count(1)
         self._tasks: set[asyncio.Task[None]] = set()
 
     # -- names -----------------------------------------------------------------------------------
-    def _channel_key(self, channel_id: str) -> str:
-        return f"{self.prefix}ch:{channel_id}"
-
     def _node_topic(self, node_id: str) -> str:
         return f"{self.prefix}node:{node_id}"
 
@@ -145,13 +172,14 @@ class RedisFanOut:
         return f"{self.prefix}mb:{key}"
 
     def describe(self) -> str:
-        return f"{redact_url(self.url)} (prefix {self.prefix!r}, node {self.node_id[:8]})"
+        return f"{redact_url(self.url)} (prefix {self.prefix!r}, node {self.node_id})"
 
     # -- life cycle ------------------------------------------------------------------------------
     async def start(self) -> None:
         """Connect and subscribe; a node that cannot reach Redis refuses to start."""
         try:
             await self._redis.ping()
+            await self._pick_tag()
         except _REDIS_ERRORS as exc:
             await self.close()
             raise ServiceUnavailableError(f"cannot reach Redis at {redact_url(self.url)}") from exc
@@ -162,6 +190,19 @@ class RedisFanOut:
         except TimeoutError:
             await self.close()
             raise ServiceUnavailableError(f"cannot reach Redis at {redact_url(self.url)}") from None
+
+    async def _pick_tag(self) -> None:
+        """A tag no other node listens on right now (a clash is also survived: _Delivery)."""
+        for _ in range(TAG_TRIES):
+            counts = await self._redis.pubsub_numsub(self._node_topic(self.node_id))
+            if not counts or int(counts[0][1]) == 0:
+                return
+            self.node_id = secrets.token_hex(4)
+
+    def route_channel_id(self, channel_id: ChannelId) -> ChannelId:
+        """The id with this node's tag as its first 8 hex digits: any node routes a PUT to
+        it from the id alone (the rest of the random v4 uuid is kept)."""
+        return ChannelId(self.node_id + channel_id[8:])
 
     async def close(self) -> None:
         self._closing = True
@@ -277,15 +318,6 @@ class RedisFanOut:
         self._link_event.set()
         if not first:
             log.warning("redis pub/sub link is back")
-        # Keys do not survive a Redis restart: put this node's open channels back.
-        loop = asyncio.get_running_loop()
-        for channel_id, channel in list(self._channels.items()):
-            remaining_ms = int((channel.expires_at - loop.time()) * 1000)
-            if remaining_ms > 0:
-                with contextlib.suppress(*_REDIS_ERRORS):
-                    await self._redis.set(
-                        self._channel_key(channel_id), self.node_id, px=remaining_ms, nx=True
-                    )
         # A publish may have been missed while the link was down: every long-poll re-reads.
         self.interrupt_waiters()
 
@@ -294,9 +326,9 @@ class RedisFanOut:
         self._pubsub = None
         # Answers to our delivery requests would come over the link: fail them now (503).
         # Unconfirmed subscriptions keep waiting: the reconnect subscribes them again.
-        for fut in self._pending.values():
-            if not fut.done():
-                fut.set_exception(self._unavailable())
+        for delivery in self._pending.values():
+            if not delivery.done.done():
+                delivery.done.set_exception(self._unavailable())
 
     def _on_node_message(self, data: str) -> None:
         try:
@@ -306,19 +338,19 @@ class RedisFanOut:
             log.warning("ignored a malformed node message")
             return
         if kind == "r":  # the answer to one of our delivery requests
-            fut = self._pending.get(doc.get("i"))
-            if fut is not None and not fut.done():
-                fut.set_result(doc.get("ok") is True)
+            delivery = self._pending.get(doc.get("i"))
+            if delivery is not None:
+                delivery.answer(doc.get("ok") is True)
         elif kind == "d":  # deliver a frame to one of our channels
             task = asyncio.get_running_loop().create_task(self._serve_delivery(doc))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
     async def _serve_delivery(self, doc: dict[str, Any]) -> None:
-        channel = self._channels.pop(ChannelId(str(doc.get("c"))), None)
+        sink = self._channels.pop(ChannelId(str(doc.get("c"))), None)
         ok = False
-        if channel is not None:
-            ok = await channel.sink(str(doc.get("f")))
+        if sink is not None:
+            ok = await sink(str(doc.get("f")))
         answer = json.dumps({"t": "r", "i": doc.get("i"), "ok": ok}, separators=(",", ":"))
         try:
             await self._redis.publish(self._node_topic(str(doc.get("r"))), answer)
@@ -327,49 +359,30 @@ class RedisFanOut:
 
     # -- temp channels (§4.1) ----------------------------------------------------------------------
     async def open_channel(self, channel_id: ChannelId, sink: ChannelSink, ttl_s: float) -> None:
-        self._require_link()  # unreachable from other nodes without it: refuse now (503)
-        loop = asyncio.get_running_loop()
-        self._channels[channel_id] = _Channel(sink, loop.time() + ttl_s)
-        try:
-            await self._redis.set(
-                self._channel_key(channel_id), self.node_id, px=int(ttl_s * 1000) + KEY_GRACE_MS
-            )
-        except _REDIS_ERRORS as exc:
-            self._channels.pop(channel_id, None)
-            raise self._unavailable(exc) from exc
+        # Nothing goes to Redis (the id routes itself); without the link, though, no other
+        # node could reach the channel: refuse now (503). The holder's timer ends it (ttl_s).
+        self._require_link()
+        self._channels[channel_id] = sink
 
     async def close_channel(self, channel_id: ChannelId) -> None:
-        if self._channels.pop(channel_id, None) is None:
-            return
-        try:
-            await self._redis.delete(self._channel_key(channel_id))
-        except _REDIS_ERRORS as exc:
-            # The key expires with the channel; until then a PUT that claims it reaches
-            # this node, finds no channel and gets 404, which is right.
-            log.debug("could not unregister a channel: %s", exc)
+        self._channels.pop(channel_id, None)
 
     async def publish(self, channel_id: ChannelId, frame: str) -> bool:
+        tag = channel_id[:8]
+        if tag == self.node_id:  # ours: the pop is the claim, no round trip
+            sink = self._channels.pop(channel_id, None)
+            return False if sink is None else await sink(frame)
         self._require_link()  # the holder's answer comes back over the link
-        try:
-            holder = await self._redis.getdel(self._channel_key(channel_id))
-        except _REDIS_ERRORS as exc:
-            raise self._unavailable(exc) from exc
-        if holder is None:
-            return False  # expired, closed, already claimed or never opened
-        if holder == self.node_id:
-            channel = self._channels.pop(channel_id, None)
-            return False if channel is None else await channel.sink(frame)
-        request_id = uuid.uuid4().hex
-        answer: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._pending[request_id] = answer
+        request_id = f"{self._request_prefix}{next(self._request_ids):x}"
+        delivery = _Delivery()
+        self._pending[request_id] = delivery
         doc = {"t": "d", "i": request_id, "c": channel_id, "f": frame, "r": self.node_id}
         try:
             receivers = await self._redis.publish(
-                self._node_topic(holder), json.dumps(doc, separators=(",", ":"))
+                self._node_topic(tag), json.dumps(doc, separators=(",", ":"))
             )
-            if receivers == 0:
-                return False  # the holder is gone, and its channels with it
-            return await asyncio.wait_for(answer, DELIVER_TIMEOUT_S)
+            delivery.expect(receivers)  # 0: no node has that tag (gone, or never ours): 404
+            return await asyncio.wait_for(delivery.done, DELIVER_TIMEOUT_S)
         except TimeoutError:
             raise ServiceUnavailableError(
                 "the node holding the channel did not confirm delivery; try again"

@@ -145,6 +145,7 @@ async def serve_channel(svc: Services, scope: Scope, receive: Receive, send: Sen
         await _deny(scope, send, exc)
         return
     channel = _Channel(send, svc)
+    channel.id = svc.fanout.route_channel_id(channel.id)
     try:
         await svc.fanout.open_channel(channel.id, channel.deliver, svc.config.channel_ttl_s)
     except ProvisionError as exc:

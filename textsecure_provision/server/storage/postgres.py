@@ -18,6 +18,17 @@ so unrelated accounts never wait on each other:
 * key uploads and bundle fetches lock the device row ``FOR NO KEY UPDATE``, so
   a one-time prekey goes out once even when two fetches race.
 
+**Device records are cached per node** (``get_device``, the read behind every
+authenticated request, would otherwise be a round trip per request). A
+trigger on ``devices`` (installed at start) sends ``NOTIFY`` on every update
+or delete, from any node, at commit; each node LISTENs on a connection of its
+own and drops the number's entries when told. So a removed device or a
+re-registered number stops authenticating on every node within a notification
+(~1 ms), and at once on the node that made the change. Only hits are cached
+(a new device is read on first use); while the listening connection is down,
+nothing is cached and every read goes to the database; an entry is also
+re-read after ``CACHE_MAX_AGE_S`` whatever happens.
+
 When the database cannot be reached (down, restarting, connection lost, pool
 exhausted for too long) a method raises ``ServiceUnavailableError`` (503). The
 pool drops broken connections and opens new ones on the next request, so a
@@ -27,9 +38,12 @@ bug and surfaces as a 500 with its traceback in the log.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hmac
 import logging
 import re
+import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
@@ -63,6 +77,20 @@ ACQUIRE_TIMEOUT_S = 10.0  # every pooled connection busy this long: overloaded, 
 COMMAND_TIMEOUT_S = 10.0  # every statement here is small; longer means something is stuck
 _SCHEMA = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 _MIGRATION_LOCK = "textsecure_provision:migrate"
+DEVICE_TOPIC = "textsecure_provision_devices"  # NOTIFY channel: "<schema> <number>"
+CACHE_MAX_ENTRIES = 100_000  # past it the cache starts over (bounded memory)
+CACHE_MAX_AGE_S = 30.0  # belt and braces: even with no notification, re-read this often
+LISTEN_PING_S = 5.0  # the listening connection is checked this often (and reconnected)
+_NOTIFY_TRIGGER_SQL = f"""
+CREATE OR REPLACE FUNCTION provision_device_changed() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('{DEVICE_TOPIC}', TG_TABLE_SCHEMA || ' ' || OLD.number);
+    RETURN NULL;
+END $$;
+CREATE OR REPLACE TRIGGER devices_changed AFTER UPDATE OR DELETE ON devices
+    FOR EACH ROW EXECUTE FUNCTION provision_device_changed();
+"""
 _DEVICE_COLUMNS = (
     "number, device_id, registration_id, fetches_messages, name, password_hash, "
     "created_ms, last_seen_ms"
@@ -132,11 +160,58 @@ def _rowcount(status: str) -> int:
     return int(status.rsplit(" ", 1)[-1])
 
 
+class DeviceCache:
+    """Device records by (number, device id), valid only while ``live`` (the listener is up).
+
+    ``generation`` moves on every invalidation: a read that started before one is not
+    cached when it ends, so a record read just before a change cannot outlive it."""
+
+    def __init__(self) -> None:
+        self.live = False
+        self.generation = 0
+        self._entries: dict[str, dict[int, tuple[DeviceRecord, float]]] = {}
+        self._size = 0
+
+    def get(self, number: str, device_id: int) -> DeviceRecord | None:
+        entry = self._entries.get(number, {}).get(device_id)
+        if entry is None or time.monotonic() - entry[1] > CACHE_MAX_AGE_S:
+            return None
+        return entry[0]
+
+    def put(self, record: DeviceRecord, generation: int) -> None:
+        if not self.live or generation != self.generation:
+            return
+        if self._size >= CACHE_MAX_ENTRIES:
+            self._entries.clear()
+            self._size = 0
+        devices = self._entries.setdefault(record.number, {})
+        self._size += record.device_id not in devices
+        devices[record.device_id] = (record, time.monotonic())
+
+    def drop(self, number: str) -> None:
+        self.generation += 1
+        self._size -= len(self._entries.pop(number, ()))
+
+    def reset(self, live: bool) -> None:
+        self.generation += 1
+        self.live = live
+        self._entries.clear()
+        self._size = 0
+
+    def __len__(self) -> int:
+        return self._size
+
+
 class PostgresStorage:
     def __init__(self, url: str) -> None:
         self._dsn, self.schema, self.pool_size = parse_postgres_url(url)
         self._url = url
         self._pool: asyncpg.Pool | None = None
+        self.devices = DeviceCache()
+        self._table_schema = ""  # where the tables are: notifications name it
+        self._listener: asyncio.Task[None] | None = None
+        self._listening = asyncio.Event()  # set while the listening connection is up
+        self.listener_pid: int | None = None  # its backend's pid (tests cut it)
 
     def describe(self) -> str:
         where = redact_url(self._url)
@@ -193,6 +268,8 @@ class PostgresStorage:
                     reset=_keep_session,
                 )
             await self._migrate()
+            await self._install_trigger()
+            self._listener = asyncio.get_running_loop().create_task(self._listen())
         except BaseException as exc:
             await self.close()
             if isinstance(exc, ServiceUnavailableError):
@@ -241,7 +318,68 @@ class PostgresStorage:
             if applied:
                 log.info("applied schema migration %04d_%s", migration.version, migration.name)
 
+    async def _install_trigger(self) -> None:
+        """(Re)install the devices trigger that feeds the cache's invalidation; every start
+        does it, so it always matches this code (under the migration lock: nodes race)."""
+        async with self._tx() as con:
+            await con.execute("SELECT pg_advisory_xact_lock(hashtext($1))", _MIGRATION_LOCK)
+            await con.execute(_NOTIFY_TRIGGER_SQL)
+            self._table_schema = str(await con.fetchval("SELECT current_schema()"))
+
+    async def _listen(self) -> None:
+        """Keep one connection LISTENing for device changes; the cache is live only while
+        it is up (and starts empty each time it comes up: changes may have been missed)."""
+        settings = {"search_path": self.schema} if self.schema else {}
+        while True:
+            con = None
+            try:
+                con = await asyncpg.connect(
+                    self._dsn,
+                    timeout=CONNECT_TIMEOUT_S,
+                    server_settings={"application_name": "textsecure-provision", **settings},
+                )
+                con.add_termination_listener(lambda _con: self._listener_down())
+                await con.add_listener(DEVICE_TOPIC, self._on_device_changed)
+                self.listener_pid = con.get_server_pid()
+                self.devices.reset(live=True)
+                self._listening.set()
+                while True:
+                    await asyncio.sleep(LISTEN_PING_S)
+                    await con.fetchval("SELECT 1", timeout=LISTEN_PING_S)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # down or unreachable: no cache until it is back
+                log.warning("device cache off (listening connection: %s: %s)",
+                            type(exc).__name__, exc)  # fmt: skip
+            finally:
+                self._listener_down()
+                if con is not None:
+                    con.terminate()
+            await asyncio.sleep(1.0)  # reconnect backoff, not a race fix
+
+    def _listener_down(self) -> None:
+        self._listening.clear()
+        self.devices.reset(live=False)
+
+    def _on_device_changed(self, _con: Any, _pid: int, _topic: str, payload: str) -> None:
+        schema, _, number = payload.partition(" ")
+        if schema == self._table_schema:
+            self.devices.drop(number)
+
+    async def wait_listening(self, timeout: float) -> bool:
+        """True once the cache's listener is up (tests wait on it instead of sleeping)."""
+        try:
+            await asyncio.wait_for(self._listening.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
     async def close(self) -> None:
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await listener
         pool, self._pool = self._pool, None
         if pool is not None:
             try:
@@ -311,6 +449,7 @@ class PostgresStorage:
                 now_ms,
             )
             await self._insert_device(con, number, 1, device, now_ms)
+        self.devices.drop(number)  # after the commit: a read from now on sees the new rows
 
     @staticmethod
     async def _insert_device(
@@ -329,13 +468,21 @@ class PostgresStorage:
         )
 
     async def get_device(self, number: str, device_id: int) -> DeviceRecord | None:
+        cached = self.devices.get(number, device_id)
+        if cached is not None:
+            return cached
+        generation = self.devices.generation
         async with self._con() as con:
             row = await con.fetchrow(
                 f"SELECT {_DEVICE_COLUMNS} FROM devices WHERE number = $1 AND device_id = $2",  # noqa: S608
                 number,
                 device_id,
             )
-        return None if row is None else device_from_row(row)
+        if row is None:
+            return None
+        record = device_from_row(row)
+        self.devices.put(record, generation)
+        return record
 
     async def list_devices(self, number: str) -> list[DeviceRecord]:
         async with self._con() as con:
@@ -353,6 +500,7 @@ class PostgresStorage:
                 number,
                 device_id,
             )
+        self.devices.drop(number)
 
     async def add_device(
         self, number: str, device: NewDevice, now_ms: int, max_devices: int
@@ -378,6 +526,7 @@ class PostgresStorage:
             status = await con.execute(
                 "DELETE FROM devices WHERE number = $1 AND device_id = $2", number, device_id
             )
+        self.devices.drop(number)
         return _rowcount(status) == 1
 
     # -- keys ----------------------------------------------------------------------------------
