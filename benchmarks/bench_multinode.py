@@ -229,13 +229,19 @@ async def run_level(nodes: list[Node], cross: bool, concurrency: int, count: int
 
 async def drop(schema: str, prefix: str) -> None:
     import asyncpg
-    from redis.asyncio import Redis
 
     con = await asyncpg.connect(POSTGRES_URL)
     try:
         await con.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
     finally:
         await con.close()
+    await drop_redis(prefix)
+
+
+async def drop_redis(prefix: str) -> None:
+    """Remove every key under ``prefix`` (a run's own)."""
+    from redis.asyncio import Redis
+
     redis = Redis.from_url(REDIS_URL)
     try:
         keys = [k async for k in redis.scan_iter(match=prefix + "*", count=1000)]

@@ -67,6 +67,7 @@ from textsecure_provision.server.fanout.base import (
     EventWaiter,
     MailboxKey,
 )
+from textsecure_provision.server.fanout.node_link import NodeLink
 from textsecure_provision.server.storage.postgres import redact_url
 
 log = logging.getLogger(__name__)
@@ -163,10 +164,15 @@ class RedisFanOut:
         self._request_prefix = secrets.token_hex(6)
         self._request_ids = itertools.count(1)
         self._tasks: set[asyncio.Task[None]] = set()
+        self._node: NodeLink | None = None  # deliveries and their answers (node_link.py)
 
     # -- names -----------------------------------------------------------------------------------
     def _node_topic(self, node_id: str) -> str:
         return f"{self.prefix}node:{node_id}"
+
+    def _marker_topic(self) -> str:
+        """Subscribed last on the mailbox link: its confirmation says the link is up."""
+        return f"{self.prefix}up:{self.node_id}"
 
     def _mailbox_topic(self, key: str) -> str:
         return f"{self.prefix}mb:{key}"
@@ -187,7 +193,11 @@ class RedisFanOut:
         self._supervisor = asyncio.get_running_loop().create_task(self._supervise())
         try:
             await asyncio.wait_for(self._link_event.wait(), START_TIMEOUT_S)
-        except TimeoutError:
+            self._node = NodeLink(
+                self.url, self._node_topic(self.node_id), self._on_node_message, self._node_down
+            )
+            await self._node.start(START_TIMEOUT_S)
+        except (TimeoutError, ConnectionError, OSError):
             await self.close()
             raise ServiceUnavailableError(f"cannot reach Redis at {redact_url(self.url)}") from None
 
@@ -214,6 +224,9 @@ class RedisFanOut:
             self._supervisor = None
         for task in list(self._tasks):
             task.cancel()
+        if self._node is not None:
+            await self._node.close()
+            self._node = None
         self._channels.clear()
         for client in (self._redis, self._pubsub_client):
             with contextlib.suppress(Exception):  # closing: nothing left to do about it
@@ -224,7 +237,7 @@ class RedisFanOut:
             await self._redis.ping()
         except _REDIS_ERRORS as exc:  # reported by /health, not logged at every probe
             raise self._unavailable() from exc
-        if not self._link_up:
+        if not self._link_up or self._node is None or not self._node.up:
             raise ServiceUnavailableError("the Redis pub/sub link is down (reconnecting)")
 
     @staticmethod
@@ -237,6 +250,12 @@ class RedisFanOut:
         if not self._link_up or self._pubsub is None:
             raise ServiceUnavailableError("the fan-out (Redis) is unavailable; try again")
         return self._pubsub
+
+    def _require_node_link(self) -> NodeLink:
+        node = self._node
+        if node is None or not node.up:
+            raise ServiceUnavailableError("the fan-out (Redis) is unavailable; try again")
+        return node
 
     # -- the pub/sub link ------------------------------------------------------------------------
     async def _supervise(self) -> None:
@@ -267,16 +286,16 @@ class RedisFanOut:
             delay = min(delay * 2, RECONNECT_MAX_S)
 
     async def _subscribe_all(self, pubsub: PubSub) -> None:
-        """Subscribe every live mailbox topic, then the node topic last: once the node
-        topic is confirmed, everything before it is too and the link is up."""
+        """Subscribe every live mailbox topic, then the marker topic last: once it is
+        confirmed, everything before it is too and the link is up."""
         self._confirm = {}
         topics = list(self._subs)
         for topic in topics:
             self._confirm.setdefault(topic, deque()).append(self._subs[topic])
-        node_topic = self._node_topic(self.node_id)
-        self._confirm.setdefault(node_topic, deque()).append(None)
+        marker = self._marker_topic()
+        self._confirm.setdefault(marker, deque()).append(None)
         self._pubsub = pubsub
-        await pubsub.subscribe(*topics, node_topic)
+        await pubsub.subscribe(*topics, marker)
 
     async def _read(self, pubsub: PubSub) -> None:
         loop = asyncio.get_running_loop()
@@ -301,16 +320,13 @@ class RedisFanOut:
             entry = queue.popleft() if queue else None
             if entry is not None and not entry.ready.done():
                 entry.ready.set_result(None)
-            if topic == self._node_topic(self.node_id):
+            if topic == self._marker_topic():
                 await self._link_established()
         elif kind == "message":
-            if topic == self._node_topic(self.node_id):
-                self._on_node_message(message["data"])
-            else:
-                sub = self._subs.get(topic)
-                if sub is not None:
-                    for waiter in sub.waiters:
-                        waiter.event.set()
+            sub = self._subs.get(topic)
+            if sub is not None:
+                for waiter in sub.waiters:
+                    waiter.event.set()
 
     async def _link_established(self) -> None:
         first = not self._link_event.is_set()
@@ -322,10 +338,12 @@ class RedisFanOut:
         self.interrupt_waiters()
 
     def _link_down(self) -> None:
+        # Unconfirmed subscriptions keep waiting: the reconnect subscribes them again.
         self._link_up = False
         self._pubsub = None
-        # Answers to our delivery requests would come over the link: fail them now (503).
-        # Unconfirmed subscriptions keep waiting: the reconnect subscribes them again.
+
+    def _node_down(self) -> None:
+        # Answers to our delivery requests would come over the node link: fail them (503).
         for delivery in self._pending.values():
             if not delivery.done.done():
                 delivery.done.set_exception(self._unavailable())
@@ -353,15 +371,15 @@ class RedisFanOut:
             ok = await sink(str(doc.get("f")))
         answer = json.dumps({"t": "r", "i": doc.get("i"), "ok": ok}, separators=(",", ":"))
         try:
-            await self._redis.publish(self._node_topic(str(doc.get("r"))), answer)
-        except _REDIS_ERRORS as exc:
+            await self._require_node_link().publish(self._node_topic(str(doc.get("r"))), answer)
+        except (*_REDIS_ERRORS, ServiceUnavailableError) as exc:
             log.warning("could not answer a delivery request: %s", exc)
 
     # -- temp channels (§4.1) ----------------------------------------------------------------------
     async def open_channel(self, channel_id: ChannelId, sink: ChannelSink, ttl_s: float) -> None:
         # Nothing goes to Redis (the id routes itself); without the link, though, no other
         # node could reach the channel: refuse now (503). The holder's timer ends it (ttl_s).
-        self._require_link()
+        self._require_node_link()
         self._channels[channel_id] = sink
 
     async def close_channel(self, channel_id: ChannelId) -> None:
@@ -372,13 +390,13 @@ class RedisFanOut:
         if tag == self.node_id:  # ours: the pop is the claim, no round trip
             sink = self._channels.pop(channel_id, None)
             return False if sink is None else await sink(frame)
-        self._require_link()  # the holder's answer comes back over the link
+        node = self._require_node_link()  # the holder's answer comes back over it
         request_id = f"{self._request_prefix}{next(self._request_ids):x}"
         delivery = _Delivery()
         self._pending[request_id] = delivery
         doc = {"t": "d", "i": request_id, "c": channel_id, "f": frame, "r": self.node_id}
         try:
-            receivers = await self._redis.publish(
+            receivers = await node.publish(
                 self._node_topic(tag), json.dumps(doc, separators=(",", ":"))
             )
             delivery.expect(receivers)  # 0: no node has that tag (gone, or never ours): 404
@@ -443,8 +461,12 @@ class RedisFanOut:
         if local is not None:  # a long-poll on this node wakes without the round trip
             for waiter in local.waiters:
                 waiter.event.set()
+        node = self._node
         try:
-            await self._redis.publish(topic, "1")
+            if node is not None and node.up:
+                await node.publish(topic, "1")
+            else:
+                await self._redis.publish(topic, "1")
         except _REDIS_ERRORS as exc:
             # The message is stored; the reconnect wakes every long-poll to re-read it.
             log.warning("could not publish a wake-up: %s: %s", type(exc).__name__, exc)
