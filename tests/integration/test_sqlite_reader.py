@@ -73,3 +73,23 @@ async def test_memory_databases_use_the_thread_only() -> None:
         assert (await store.get_device(NUMBER, 1)) is not None
     finally:
         await store.close()
+
+
+async def test_a_cached_device_needs_no_read_until_its_number_is_written(
+    storage: SqliteStorage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await storage.create_account(NUMBER, device("hash-1"), 1_000)
+    first = await storage.get_device(NUMBER, 1)
+    reads: list[object] = []
+
+    async def counted(*args: Any) -> Any:
+        reads.append(args)
+        raise AssertionError("read the database for a cached device")
+
+    monkeypatch.setattr(storage, "_read_device", counted)
+    assert await storage.get_device(NUMBER, 1) == first
+    assert reads == []
+    monkeypatch.undo()
+    await storage.touch_device(NUMBER, 1, 90_000)  # a write to the number drops its entries
+    touched = await storage.get_device(NUMBER, 1)
+    assert touched is not None and touched.last_seen_ms == 90_000

@@ -34,6 +34,10 @@ _ids = itertools.count(1)
 access_log = logging.getLogger("textsecure_provision.server.access")
 
 
+def new_request_id() -> str:
+    return f"{_ID_PREFIX}-{next(_ids):x}"
+
+
 class GuardMiddleware:
     def __init__(
         self, app: ASGIApp, *, metrics: Metrics, max_body_bytes: int, access_log: bool = True
@@ -48,7 +52,7 @@ class GuardMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        request_id = f"{_ID_PREFIX}-{next(_ids):x}"
+        request_id = new_request_id()
         scope["request_id"] = request_id
         status = 0
         limit = self.max_body_bytes

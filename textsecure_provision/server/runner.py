@@ -6,7 +6,8 @@ Choices, each for a reason:
   is served by a purpose-built websocket protocol (channel_socket.py: one small
   object per idle channel, no task), which also takes a channel upgrade before
   uvicorn's HTTP parser sees it; every other request goes to uvicorn's
-  httptools protocol unchanged, and any other websocket path to its sans-I/O
+  httptools protocol (``fastpath.RelayHttpProtocol``, which serves the channel
+  PUT inside it, below ASGI), and any other websocket path to its sans-I/O
   websockets protocol, which keeps no task per connection (the legacy one keeps
   two).
   ``per_message_deflate`` is off: a zlib context costs far more than the
@@ -35,10 +36,10 @@ from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
-from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
 from textsecure_provision.server.channel_socket import ChannelHttpFactory, ChannelSocketFactory
 from textsecure_provision.server.config import ServerConfig
+from textsecure_provision.server.fastpath import http_protocol_class
 from textsecure_provision.server.services import Services
 
 WS_IMPLEMENTATION = "websockets-sansio"  # for websocket paths other than the channel
@@ -53,7 +54,7 @@ def uvicorn_config(app: Starlette, config: ServerConfig, **overrides: Any) -> uv
         "host": config.host,
         "port": config.port,
         "ws": ChannelSocketFactory(svc) if svc is not None else WS_IMPLEMENTATION,
-        "http": ChannelHttpFactory(svc, AutoHTTPProtocol) if svc is not None else "auto",
+        "http": ChannelHttpFactory(svc, http_protocol_class()) if svc is not None else "auto",
         "ws_per_message_deflate": False,
         "ws_max_size": WS_MAX_FRAME_BYTES,
         "lifespan": "on",

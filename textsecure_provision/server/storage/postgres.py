@@ -43,7 +43,6 @@ import contextlib
 import hmac
 import logging
 import re
-import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
@@ -67,6 +66,7 @@ from textsecure_provision.server.storage.base import (
     StoredMessage,
     device_from_row,
 )
+from textsecure_provision.server.storage.device_cache import DeviceCache
 from textsecure_provision.server.storage.migrations import load_migrations
 
 log = logging.getLogger(__name__)
@@ -78,8 +78,6 @@ COMMAND_TIMEOUT_S = 10.0  # every statement here is small; longer means somethin
 _SCHEMA = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 _MIGRATION_LOCK = "textsecure_provision:migrate"
 DEVICE_TOPIC = "textsecure_provision_devices"  # NOTIFY channel: "<schema> <number>"
-CACHE_MAX_ENTRIES = 100_000  # past it the cache starts over (bounded memory)
-CACHE_MAX_AGE_S = 30.0  # belt and braces: even with no notification, re-read this often
 LISTEN_PING_S = 5.0  # the listening connection is checked this often (and reconnected)
 _NOTIFY_TRIGGER_SQL = f"""
 CREATE OR REPLACE FUNCTION provision_device_changed() RETURNS trigger
@@ -158,48 +156,6 @@ async def _keep_session(con: Any) -> None:
 def _rowcount(status: str) -> int:
     """asyncpg returns the command tag ("DELETE 1"); the count is its last word."""
     return int(status.rsplit(" ", 1)[-1])
-
-
-class DeviceCache:
-    """Device records by (number, device id), valid only while ``live`` (the listener is up).
-
-    ``generation`` moves on every invalidation: a read that started before one is not
-    cached when it ends, so a record read just before a change cannot outlive it."""
-
-    def __init__(self) -> None:
-        self.live = False
-        self.generation = 0
-        self._entries: dict[str, dict[int, tuple[DeviceRecord, float]]] = {}
-        self._size = 0
-
-    def get(self, number: str, device_id: int) -> DeviceRecord | None:
-        entry = self._entries.get(number, {}).get(device_id)
-        if entry is None or time.monotonic() - entry[1] > CACHE_MAX_AGE_S:
-            return None
-        return entry[0]
-
-    def put(self, record: DeviceRecord, generation: int) -> None:
-        if not self.live or generation != self.generation:
-            return
-        if self._size >= CACHE_MAX_ENTRIES:
-            self._entries.clear()
-            self._size = 0
-        devices = self._entries.setdefault(record.number, {})
-        self._size += record.device_id not in devices
-        devices[record.device_id] = (record, time.monotonic())
-
-    def drop(self, number: str) -> None:
-        self.generation += 1
-        self._size -= len(self._entries.pop(number, ()))
-
-    def reset(self, live: bool) -> None:
-        self.generation += 1
-        self.live = live
-        self._entries.clear()
-        self._size = 0
-
-    def __len__(self) -> int:
-        return self._size
 
 
 class PostgresStorage:

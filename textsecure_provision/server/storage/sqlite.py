@@ -36,6 +36,7 @@ from textsecure_provision.server.storage.base import (
     StoredMessage,
     device_from_row,
 )
+from textsecure_provision.server.storage.device_cache import DeviceCache
 from textsecure_provision.server.storage.migrations import load_migrations, split_statements
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,9 @@ class SqliteStorage:
         # a few µs and never waits for the writer, while a hop to the database thread and back
         # cost ~25 % of the server's CPU per channel rendezvous (docs/performance.md).
         self._reader: sqlite3.Connection | None = None
+        # Device records in memory (device_cache.py): this process is the file's only writer,
+        # and each device write below drops its number's entries once committed.
+        self.devices = DeviceCache()
 
     def describe(self) -> str:
         return f"sqlite:{self.path}"
@@ -100,6 +104,7 @@ class SqliteStorage:
             self._executor.shutdown(wait=False)
             self._executor = None
             raise
+        self.devices.reset(live=True)
 
     def _open_sync(self) -> None:
         if self.path != ":memory:" and not self.path.startswith("file:"):
@@ -160,6 +165,7 @@ class SqliteStorage:
     async def close(self) -> None:
         if self._executor is None:
             return
+        self.devices.reset(live=False)
         reader, self._reader = self._reader, None
         if reader is not None:  # on the loop's thread, the only one that uses it
             reader.close()
@@ -231,7 +237,10 @@ class SqliteStorage:
             )
             self._insert_device(con, number, 1, device, now_ms)
 
-        await self._run(self._tx, tx)
+        try:
+            await self._run(self._tx, tx)
+        finally:
+            self.devices.drop(number)  # after the commit (or the failure)
 
     @staticmethod
     def _insert_device(
@@ -252,6 +261,16 @@ class SqliteStorage:
         )
 
     async def get_device(self, number: str, device_id: int) -> DeviceRecord | None:
+        cached = self.devices.get(number, device_id)
+        if cached is not None:
+            return cached
+        generation = self.devices.generation
+        record = await self._read_device(number, device_id)
+        if record is not None:
+            self.devices.put(record, generation)
+        return record
+
+    async def _read_device(self, number: str, device_id: int) -> DeviceRecord | None:
         query = f"SELECT {_DEVICE_COLUMNS} FROM devices WHERE number = ? AND device_id = ?"  # noqa: S608
         reader = self._reader
         if reader is not None and self._executor is not None:
@@ -278,12 +297,15 @@ class SqliteStorage:
         return await self._run(op)
 
     async def touch_device(self, number: str, device_id: int, now_ms: int) -> None:
-        await self._run(
-            lambda: self.con.execute(
-                "UPDATE devices SET last_seen_ms = ? WHERE number = ? AND device_id = ?",
-                (now_ms, number, device_id),
+        try:
+            await self._run(
+                lambda: self.con.execute(
+                    "UPDATE devices SET last_seen_ms = ? WHERE number = ? AND device_id = ?",
+                    (now_ms, number, device_id),
+                )
             )
-        )
+        finally:
+            self.devices.drop(number)
 
     async def add_device(
         self, number: str, device: NewDevice, now_ms: int, max_devices: int
@@ -315,7 +337,10 @@ class SqliteStorage:
             )
             return cur.rowcount == 1
 
-        return await self._run(self._tx, tx)
+        try:
+            return await self._run(self._tx, tx)
+        finally:
+            self.devices.drop(number)  # after the commit (or the failure)
 
     # -- keys ---------------------------------------------------------------------------------
     async def set_identity_key_if_unset(self, number: str, identity_key: bytes) -> bytes | None:
