@@ -42,7 +42,7 @@ from textsecure_provision.errors import (
     TooLargeError,
 )
 from textsecure_provision.protocol.encoding import b64encode
-from textsecure_provision.transport.tls import make_ssl_context
+from textsecure_provision.transport.tls import make_ssl_context, plain_http_context
 
 log = logging.getLogger(__name__)
 # httpx logs every request's full URL at INFO, and ours can hold codes (/v1/devices/{code},
@@ -122,7 +122,9 @@ class ApiClient:
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.credentials = credentials
-        verify: Any = make_ssl_context(ca_file) if base_url.startswith("https:") else True
+        verify: Any = (
+            make_ssl_context(ca_file) if base_url.startswith("https:") else plain_http_context()
+        )
         self._http = httpx.AsyncClient(
             base_url=self.base_url,
             verify=verify,

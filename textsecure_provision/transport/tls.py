@@ -18,3 +18,12 @@ def make_ssl_context(ca_file: str | None) -> ssl.SSLContext:
             f"cannot load the CA file {ca_file}: {getattr(exc, 'strerror', None) or exc}",
             hint="Pass --ca-file a readable PEM file holding the server's CA certificate.",
         ) from exc
+
+
+def plain_http_context() -> ssl.SSLContext:
+    """What an ``http://`` client is given instead of httpx's default (``verify=True``), which
+    loads certifi's whole CA bundle when the client is made: ~30 ms of every CLI run that
+    never makes a TLS connection. This context trusts no CA at all (certificates and host
+    names are still required), so a TLS connection through it, should one ever be made,
+    fails closed."""
+    return ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
