@@ -142,6 +142,12 @@ def main() -> None:
         "max_s": round(max(times), 3),
         "target_median_s": TARGET_MEDIAN_S,
     }
+    result["ok"] = result["median_s"] <= TARGET_MEDIAN_S
+    result["summary"] = (
+        f"B2 full link incl. acknowledgement: median {result['median_s']:.3f} s, p90 "
+        f"{result['p90_s']:.3f} s ({args.runs} runs); target median ≤ {TARGET_MEDIAN_S} s  "
+        f"{'MET' if result['ok'] else 'MISSED'}"
+    )
     if args.json:
         print(json.dumps(result))
     else:

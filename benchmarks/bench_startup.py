@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -40,15 +40,14 @@ def provision_command() -> list[str]:
 def wall(cmd: list[str], cpu: list[float] | None = None) -> float:
     """Wall time of one run; its CPU time (user + system, from the kernel's accounting of
     children) is appended to ``cpu``: the less noisy figure on a shared machine."""
-    before = os.times()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
     elapsed = time.perf_counter() - start
-    after = os.times()
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if cpu is not None:
         cpu.append(
-            after.children_user - before.children_user + after.children_system
-            - before.children_system
+            after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
         )  # fmt: skip
     return elapsed
 

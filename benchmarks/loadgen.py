@@ -81,11 +81,14 @@ class WsClient(asyncio.Protocol):
         self.close_sent = False
 
     @classmethod
-    async def connect(cls, host: str, port: int, path: str) -> WsClient:
-        """Open and upgrade (no timeout here: ``run_round`` bounds each whole rendezvous)."""
+    async def connect(cls, host: str, port: int, path: str, source: str | None = None) -> WsClient:
+        """Open and upgrade (no timeout here: ``run_round`` bounds each whole rendezvous);
+        ``source``: the local address to connect from (another 127.0.0.x)."""
         loop = asyncio.get_running_loop()
         key = base64.b64encode(os.urandom(16))
-        _, proto = await loop.create_connection(lambda: cls(key), host, port)
+        _, proto = await loop.create_connection(
+            lambda: cls(key), host, port, local_addr=(source, 0) if source else None
+        )
         assert proto.transport is not None
         proto.transport.write(
             b"GET " + path.encode() + b" HTTP/1.1\r\nHost: " + f"{host}:{port}".encode()

@@ -1,4 +1,4 @@
-"""Run every benchmark (B1-B6, plus the session layer for information) and print each figure
+"""Run every benchmark (B1-B10, plus the session layer for information) and print each figure
 next to its target with MET or MISSED.
 
 Each benchmark runs alone, in its own process and in turn (never two at once),
@@ -6,6 +6,11 @@ with its JSON output parsed here; its own human-readable lines are shown as it
 runs. The machine (CPUs, model, Python and library versions) and the kernel's
 CPU pressure before and after are printed too: these machines are shared, and a
 figure is only meaningful next to them. Exit status 0 when every target is met.
+
+Every result kept by ``--json`` carries ``ok`` (True/False; None for a figure
+with no target, or a benchmark that is not available here, e.g. B8 without
+PostgreSQL and Redis, B10 without the short-code path) and ``summary`` (one
+line: the figure, its target, the verdict).
 
 Run: python benchmarks/run_all.py [--only B3,B4] [--quick] [--json PATH]
 """
@@ -110,6 +115,60 @@ def _session(r: dict[str, Any]) -> Parsed:
     return r["text"], "(no target)", None
 
 
+def _b7(r: dict[str, Any]) -> Parsed:
+    import bench_floor
+
+    top = max(r["levels"], key=lambda lv: lv["concurrency"])
+    return (
+        f"c={top['concurrency']}: server CPU per rendezvous ours {top['ours']['server_cpu_us']:.0f}"
+        f" µs vs floor {top['floor']['server_cpu_us']:.0f} µs = {top['cpu_ratio']}x",
+        f"≤ {bench_floor.TARGET_RATIO:g}x the floor",
+        r["ok"],
+    )
+
+
+def _b8(r: dict[str, Any]) -> Parsed:
+    import bench_scaleout
+
+    if r.get("skipped"):
+        return r["summary"], "-", None
+    top = max(r["levels"], key=lambda lv: lv["concurrency"])
+    rt = r["round_trips"]
+    return (
+        f"c={top['concurrency']}: pg1 {top['pg1_ratio']}x, cross {top['cross_ratio']}x the SQLite "
+        f"node ({top['sqlite']['rate_per_s']:.0f}/s); per rendezvous pg1 "
+        f"{rt['pg1']['redis_per_rdv']:g} Redis + {rt['pg1']['postgres_tx_per_rdv']:g} PostgreSQL, "
+        f"cross {rt['cross']['redis_per_rdv']:g} + {rt['cross']['postgres_tx_per_rdv']:g}",
+        f"pg1 ≥ {bench_scaleout.TARGET_PG1}x, cross ≥ {bench_scaleout.TARGET_CROSS}x",
+        r["ok"],
+    )
+
+
+def _b9(r: dict[str, Any]) -> Parsed:
+    import bench_attack
+
+    a, q = r["attack"], r["quiet"]
+    return (
+        f"link median {a['link_median_s']} s under attack vs {q['link_median_s']} s quiet = "
+        f"{r['link_ratio']}x ({len(a['link_failures'])} failed); probe p99 {a['probe']['p99_ms']}"
+        f" vs {q['probe']['p99_ms']} ms",
+        f"≤ {bench_attack.TARGET_RATIO:g}x the quiet link",
+        r["ok"],
+    )
+
+
+def _b10(r: dict[str, Any]) -> Parsed:
+    if r.get("skipped"):
+        return r["summary"], "-", None
+    return (
+        f"by code median {r['code_median_s']:.3f} s vs by link {r['link_median_s']:.3f} s "
+        f"(+{r['extra_median_s'] * 1000:.0f} ms; pairwise {r['extra_pairwise_median_s'] * 1000:.0f}"
+        f" ms, {r['runs']} runs each)",
+        "(no target: the price of typing a code)",
+        None,
+    )
+
+
 BENCHES = [
     Bench(
         "B1",
@@ -152,8 +211,69 @@ BENCHES = [
         _b5,
     ),
     Bench("B6", "QR photo decode", "bench_qr.py", ("--json",), ("--json", "--runs", "20"), _b6),
+    Bench(
+        "B7",
+        "server CPU per rendezvous vs the bare-uvloop floor",
+        "bench_floor.py",
+        ("--json",),
+        ("--json", "--seconds", "3", "--concurrency", "50"),
+        _b7,
+    ),
+    Bench(
+        "B8",
+        "PostgreSQL + Redis nodes vs one SQLite node",
+        "bench_scaleout.py",
+        ("--json",),
+        ("--json", "--seconds", "3", "--count-rdv", "50"),
+        _b8,
+    ),
+    Bench(
+        "B9",
+        "a normal link while one address attacks",
+        "bench_attack.py",
+        ("--json",),
+        ("--json", "--links", "2", "--idle", "2000", "--probe-seconds", "3"),
+        _b9,
+    ),
+    Bench(
+        "B10",
+        "link by short code vs by QR/link",
+        "bench_code_link.py",
+        ("--json",),
+        ("--json", "--runs", "3", "--warmup", "1"),
+        _b10,
+    ),
     Bench("S", "session layer (information)", "bench_session.py", (), ("--n", "200"), _session),
 ]
+
+
+def unavailable(bench: Bench) -> str | None:
+    """Why a benchmark cannot run here (None: it can)."""
+    if bench.key == "B10":
+        if not (HERE / bench.script).exists():
+            return "B10 not available: no short-code link here (benchmarks/bench_code_link.py)"
+        probe = subprocess.run(
+            [sys.executable, "-m", "textsecure_provision", "master", "--help"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        if "--code" not in probe.stdout:
+            return "B10 not available: `provision master` has no --code (short-code link)"
+    if bench.key == "B8":
+        import socket
+        from urllib.parse import urlsplit
+
+        for name, default in (
+            ("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"),
+            ("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0"),
+        ):
+            parts = urlsplit(os.environ.get(name, default))
+            try:
+                socket.create_connection((parts.hostname, parts.port), timeout=2).close()
+            except OSError:
+                return f"B8 not available: nothing answers at {parts.hostname}:{parts.port}"
+    return None
 
 
 def machine() -> dict[str, str]:
@@ -233,6 +353,12 @@ def main() -> int:
             f"{' '.join(bench.quick_args if args.quick else bench.args)}",
             flush=True,
         )
+        why_not = unavailable(bench)
+        if why_not is not None:
+            print(f"    {why_not}")
+            rows.append((bench.key, bench.title, why_not, "", "NOT AVAILABLE"))
+            results["results"][bench.key] = {"ok": None, "skipped": True, "summary": why_not}
+            continue
         result, stderr, elapsed = run_one(bench, args.quick)
         if result is None:
             tail = "\n".join(stderr.strip().splitlines()[-5:])
@@ -242,6 +368,8 @@ def main() -> int:
             continue
         figure, target, met = bench.parse(result)
         verdict = "" if met is None else ("MET" if met else "MISSED")
+        result["ok"] = met
+        result.setdefault("summary", f"{bench.key} {figure}; target {target}  {verdict}".rstrip())
         all_ok = all_ok and met is not False
         rows.append((bench.key, bench.title, figure, target, verdict))
         results["results"][bench.key] = result
