@@ -305,8 +305,7 @@ class PostgresStorage:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # down or unreachable: no cache until it is back
-                log.warning("device cache off (listening connection: %s: %s)",
-                            type(exc).__name__, exc)  # fmt: skip
+                log.debug("device cache listener: %s: %s", type(exc).__name__, exc)
             finally:
                 self._listener_down()
                 if con is not None:
@@ -314,6 +313,8 @@ class PostgresStorage:
             await asyncio.sleep(1.0)  # reconnect backoff, not a race fix
 
     def _listener_down(self) -> None:
+        if self.devices.live:  # logged once when it goes, not at every retry
+            log.warning("device cache off until its listening connection is back")
         self._listening.clear()
         self.devices.reset(live=False)
 
@@ -332,6 +333,7 @@ class PostgresStorage:
 
     async def close(self) -> None:
         listener, self._listener = self._listener, None
+        self.devices.reset(live=False)  # first: stopping is not "the listener was lost"
         if listener is not None:
             listener.cancel()
             with contextlib.suppress(asyncio.CancelledError):
