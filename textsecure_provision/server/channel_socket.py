@@ -51,6 +51,7 @@ from typing import Any
 
 from textsecure_provision.errors import ProvisionError
 from textsecure_provision.server.fanout.base import ChannelId
+from textsecure_provision.server.fastpath import in_process, run_eagerly
 from textsecure_provision.server.handlers import error_body, provision_error_response
 from textsecure_provision.server.routes.channels import (
     CLOSE_CLIENT_SPOKE,
@@ -235,6 +236,14 @@ class _Hub:
         task = asyncio.get_running_loop().create_task(coro)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
+
+    def start(self, coro: Any) -> None:
+        """``spawn``, but started at once on this stack when nothing it calls needs a task
+        (in-process backends: fastpath.in_process); it becomes a task only if it waits."""
+        if in_process(self.svc):
+            run_eagerly(coro, self.tasks)
+        else:
+            self.spawn(coro)
 
 
 async def _noop_app(scope: Any, receive: Any, send: Any) -> None:
@@ -460,7 +469,7 @@ class ChannelSocket(asyncio.Protocol):
             return
         self._state = _OPENING
         self._buf = buf[end + 4 :]
-        self._hub.spawn(self._open(headers[b"sec-websocket-key"], raw_headers))
+        self._hub.start(self._open(headers[b"sec-websocket-key"], raw_headers))
 
     @staticmethod
     def _check_upgrade(method: bytes, headers: dict[bytes, bytes]) -> bytes | None:

@@ -28,9 +28,12 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from textsecure_provision.errors import ProvisionError
+from textsecure_provision.server.fanout.memory import MemoryFanOut
 from textsecure_provision.server.handlers import provision_error_response
+from textsecure_provision.server.limits import MemoryRateLimiter
 from textsecure_provision.server.middleware import GuardMiddleware
 from textsecure_provision.server.routes import messages
+from textsecure_provision.server.storage.sqlite import SqliteStorage
 
 PREFIX = "/v1/messages/"
 TEMPLATE = PREFIX + "{destination}"
@@ -333,22 +336,18 @@ async def _resume(coro: Coroutine[Any, Any, None], yielded: Any) -> None:
 
 
 def _in_process(app: Any) -> bool:
-    """SQLite, the in-process fan-out and limiter: nothing on a channel PUT's path needs to
-    run inside a task (redis-py and asyncpg use ``asyncio.timeout``, which does)."""
-    known: bool | None = getattr(app.state, "channel_put_in_process", None)
-    if known is None:
-        from textsecure_provision.server.fanout.memory import MemoryFanOut
-        from textsecure_provision.server.limits import MemoryRateLimiter
-        from textsecure_provision.server.storage.sqlite import SqliteStorage
+    return in_process(app.state.services)
 
-        svc = app.state.services
-        known = (
-            isinstance(svc.storage, SqliteStorage)
-            and isinstance(svc.fanout, MemoryFanOut)
-            and isinstance(svc.limits.limiter, MemoryRateLimiter)
-        )
-        app.state.channel_put_in_process = known
-    return known
+
+def in_process(svc: Any) -> bool:
+    """SQLite, the in-process fan-out and limiter: nothing on a rendezvous's path needs to
+    run inside a task (redis-py and asyncpg use ``asyncio.timeout``, which does), so
+    ``run_eagerly`` may start it."""
+    return (
+        isinstance(svc.storage, SqliteStorage)
+        and isinstance(svc.fanout, MemoryFanOut)
+        and isinstance(svc.limits.limiter, MemoryRateLimiter)
+    )
 
 
 def _channel_route(app: Any) -> Route:
