@@ -67,6 +67,18 @@ def test_help_imports_nothing_heavy() -> None:
     assert loaded == "[]", f"`provision --help` imported heavy modules: {loaded}"
 
 
+def test_ack_path_imports_no_pydantic() -> None:
+    """The master's acknowledgement wait loads the session layer: it must stay light (15.3)."""
+    code = (
+        "import sys\n"
+        "import textsecure_provision.flows.acknowledge\n"
+        "import textsecure_provision.flows.receive\n"
+        "print(sorted(m for m in ('pydantic', 'doubleratchet') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
 # Which rooms each room may import (STYLE.md): cli → flows → transport/store/qr → protocol → crypto → errors
 ALLOWED = {
     "errors": set(),

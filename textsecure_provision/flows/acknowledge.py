@@ -70,9 +70,9 @@ async def wait_for_new_device(
     rng: Rng = secrets.token_bytes,
 ) -> int:
     """Handle messages until a new device's NEW_DEVICE_REGISTERED; return its device id."""
-    # Imported here, not at the top: the session layer (doubleratchet pulls in pydantic) costs
-    # ~130 ms to import. `master scan` pays it only once the DeviceInit is out, while the new
-    # device registers and uploads its keys, instead of before sending (B2).
+    # Imported here, not at the top: `master scan` pays for the session layer (a few tens of
+    # ms) only once the DeviceInit is out, while the new device registers and uploads its keys,
+    # instead of before sending (B2).
     from textsecure_provision.flows.receive import DUPLICATE, Receiver
 
     known_ids = set(known)

@@ -1,7 +1,7 @@
 """The libaxolotl v3 double ratchet over one ``SessionState`` (§7).
 
-Why not ``doubleratchet.DoubleRatchet`` itself: the package's KDFs and crypto recipes are used
-(``primitives.py``), but its ratchet class cannot produce or accept libaxolotl v3 bytes:
+Why not the ``doubleratchet`` package's ``DoubleRatchet``: its ratchet class cannot produce or
+accept libaxolotl v3 bytes (the KDFs and crypto recipes are ``crypto/symmetric.py``):
 
 * libaxolotl's ``previousCounter`` is the *index* of the last message on the previous sending
   chain (``max(n - 1, 0)``), not the chain length the Double Ratchet spec puts in ``PN``; the
