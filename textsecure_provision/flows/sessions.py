@@ -345,7 +345,6 @@ def linked_hook(store: DeviceStore, *, rng: Rng = secrets.token_bytes) -> Linked
         try:
             await announce_device(record, api, ui, store=store, rng=rng)
         except ProvisionError as exc:
-            exc.hint = ANNOUNCE_HINT  # type: ignore[misc]
-            raise
+            raise exc.with_hint(ANNOUNCE_HINT) from exc
 
     return on_linked

@@ -24,9 +24,9 @@ Choices, and why:
 - **EXIF orientation and transparency are applied** before decoding, so a
   phone photo or a transparent PNG is read as a person sees it.
 
-Errors: a missing or unreadable file, a file that is not an image, a picture
-without a QR code and an ambiguous picture are ``QrError`` with
-``details["reason"]`` set to one of ``REASONS``; a QR code that holds something
+Errors are subclasses of ``QrError``, one per case: ``NoSuchImageError``,
+``UnreadableImageError``, ``NotAnImageError`` (also damaged, or far too large),
+``NoQrCodeError``, ``SeveralQrCodesError``. A QR code that holds something
 other than a provisioning link is ``LinkError`` (from ``protocol.link``).
 """
 
@@ -37,15 +37,21 @@ import os
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from textsecure_provision.errors import QrError
+from textsecure_provision.errors import (
+    NoQrCodeError,
+    NoSuchImageError,
+    NotAnImageError,
+    SeveralQrCodesError,
+    UnreadableImageError,
+)
 
 if TYPE_CHECKING:
     from PIL.Image import Image
 
     from textsecure_provision.protocol.link import ProvisioningLink
 
-REASONS = ("no_such_file", "unreadable", "not_an_image", "no_qr_code", "several_qr_codes")
 MAX_IMAGE_BYTES = 64 * 1024 * 1024  # a phone photo is a few MB; refuse to slurp a disk image
+_TOO_LARGE_HINT = "Give a smaller picture (a few megapixels is plenty)."
 _SHARPEN_PERCENT = 200
 
 
@@ -69,10 +75,7 @@ def scan_texts(path: str | os.PathLike[str]) -> list[str]:
     """The distinct texts of every QR code in the picture at ``path`` (at least one)."""
     texts = decode_qr_image(open_image(path))
     if not texts:
-        raise QrError(
-            f"no QR code found in {_name(path)}",
-            reason="no_qr_code",
-        )
+        raise NoQrCodeError(f"no QR code found in {_name(path)}")
     return texts
 
 
@@ -83,24 +86,15 @@ def open_image(path: str | os.PathLike[str]) -> Image:
         with open(path, "rb") as handle:
             size = os.fstat(handle.fileno()).st_size
             if size > MAX_IMAGE_BYTES:
-                raise QrError(
+                raise NotAnImageError(
                     f"{name} is too large ({size} bytes) to be a picture of a QR code",
-                    hint="Give a smaller picture (a few megapixels is plenty).",
-                    reason="not_an_image",
+                    hint=_TOO_LARGE_HINT,
                 )
             data = handle.read()
     except FileNotFoundError as exc:
-        raise QrError(
-            f"no such file: {name}",
-            hint="Check the path of the picture.",
-            reason="no_such_file",
-        ) from exc
+        raise NoSuchImageError(f"no such file: {name}") from exc
     except OSError as exc:  # a folder, no permission, an I/O error
-        raise QrError(
-            f"cannot read {name}: {exc.strerror or exc}",
-            hint="Check the path of the picture and that you may read it.",
-            reason="unreadable",
-        ) from exc
+        raise UnreadableImageError(f"cannot read {name}: {exc.strerror or exc}") from exc
     return _open_bytes(data, name)
 
 
@@ -123,7 +117,7 @@ def decode_qr_image_verbose(image: Image) -> tuple[str | None, list[str]]:
     try:
         grey = _to_grey(image)
     except (OSError, ValueError) as exc:  # an exotic mode Pillow cannot convert
-        raise QrError(f"cannot read pixels in mode {image.mode}", reason="not_an_image") from exc
+        raise NotAnImageError(f"cannot read pixels in mode {image.mode}") from exc
     for name in PASSES:
         texts = _distinct(_PASS_FUNCTIONS[name](grey))
         if texts:
@@ -137,24 +131,19 @@ def _open_bytes(data: bytes, name: str) -> Image:
     from PIL import Image as PilImage
     from PIL import UnidentifiedImageError
 
-    hint = "Give a PNG or JPEG picture of the QR code."
     try:
         return _load(PilImage.open(io.BytesIO(data)))
     except UnidentifiedImageError as exc:
-        raise QrError(f"{name} is not an image", hint=hint, reason="not_an_image") from exc
+        raise NotAnImageError(f"{name} is not an image") from exc
     except PilImage.DecompressionBombError as exc:
-        raise QrError(
-            f"{name} has too many pixels to be a picture of a QR code",
-            hint="Give a smaller picture (a few megapixels is plenty).",
-            reason="not_an_image",
+        raise NotAnImageError(
+            f"{name} has too many pixels to be a picture of a QR code", hint=_TOO_LARGE_HINT
         ) from exc
     except Exception as exc:
         # Pillow knew the format but not the data (truncated or corrupt), and its
         # decoders raise many exception types for that: OSError, ValueError,
         # SyntaxError, EOFError, struct.error, ... All mean the same to the user.
-        raise QrError(
-            f"{name} is damaged or not a complete image", hint=hint, reason="not_an_image"
-        ) from exc
+        raise NotAnImageError(f"{name} is damaged or not a complete image") from exc
 
 
 # -- the passes ------------------------------------------------------------------------------
@@ -229,11 +218,7 @@ def _distinct(texts: Iterable[str]) -> list[str]:
 
 def _only_one(texts: list[str]) -> str:
     if len(texts) > 1:
-        raise QrError(
-            f"the picture holds {len(texts)} different QR codes",
-            hint="Crop the picture to the one QR code shown by `provision secondary`.",
-            reason="several_qr_codes",
-        )
+        raise SeveralQrCodesError(f"the picture holds {len(texts)} different QR codes")
     return texts[0]
 
 
