@@ -167,3 +167,30 @@ def test_core_does_no_io() -> None:
                 if hit:
                     offenders.append(f"{path.relative_to(ROOT)}: {sorted(hit)}")
     assert not offenders, offenders
+
+
+def test_every_ui_is_a_whole_ui() -> None:
+    """Flows call every ``Ui`` method directly (no getattr): each implementation has them all."""
+    from textsecure_provision.cli.output import Output
+    from textsecure_provision.cli.ui import CliUi
+    from textsecure_provision.flows.ui import RecordingUi, Ui
+
+    assert isinstance(RecordingUi(), Ui)
+    assert isinstance(CliUi(Output(False, False, 0)), Ui)
+    flows = PKG / "flows"
+    assert not [p.name for p in flows.glob("*.py") if "getattr(ui" in p.read_text()]
+
+
+def test_flows_import_no_circle() -> None:
+    """A callback type lives with its caller: no flow module imports one that imports it back."""
+    graph: dict[str, set[str]] = {}
+    for path in (PKG / "flows").glob("*.py"):
+        deps: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(
+                "textsecure_provision.flows."
+            ):
+                deps.add(node.module.rsplit(".", 1)[1])  # type: ignore[union-attr]
+        graph[path.stem] = deps
+    circles = sorted((a, b) for a, deps in graph.items() for b in deps if a in graph.get(b, ()))
+    assert not circles, circles

@@ -25,13 +25,12 @@ from typing import TYPE_CHECKING
 
 from textsecure_provision.crypto.keys import Rng
 from textsecure_provision.errors import TimedOutError
-from textsecure_provision.flows.hooks import SentHook
 from textsecure_provision.flows.ui import Ui
 from textsecure_provision.store import DeviceRecord, DeviceStore
 from textsecure_provision.transport.api import ApiClient
 
 if TYPE_CHECKING:
-    from textsecure_provision.flows.master import MasterLinkResult
+    from textsecure_provision.flows.master import MasterLinkResult, SentHook
     from textsecure_provision.flows.receive import Outcome
 
 DEFAULT_ACK_TIMEOUT_S = 120.0
@@ -51,12 +50,6 @@ def _is_ack(outcome: Outcome, record: DeviceRecord, known: set[int]) -> bool:
         and outcome.source_device is not None
         and outcome.source_device not in known
     )
-
-
-def _countdown(ui: Ui, seconds: float) -> None:
-    start = getattr(ui, "countdown", None)  # only a terminal UI draws one
-    if callable(start):
-        start("Waiting for the new device to confirm the link", seconds)
 
 
 async def wait_for_new_device(
@@ -95,7 +88,7 @@ async def wait_for_new_device(
                 f"the new device did not confirm the link within {timeout_s:.0f} s",
                 hint=TIMEOUT_HINT,
             )
-        _countdown(ui, remaining)
+        ui.countdown("Waiting for the new device to confirm the link", remaining)
         docs, _more = await receiver.poll(deadline)
         duplicates = False
         for doc in docs:  # the whole batch: what was fetched is handled, never left half-done

@@ -18,6 +18,7 @@ import logging
 import re
 import secrets
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from textsecure_provision.crypto.keys import Rng
@@ -31,7 +32,6 @@ from textsecure_provision.errors import (
     TimedOutError,
 )
 from textsecure_provision.flows.config import FlowConfig
-from textsecure_provision.flows.hooks import LinkedHook
 from textsecure_provision.flows.keys import generate_device_keys, new_password, new_registration_id
 from textsecure_provision.flows.ui import Ui
 from textsecure_provision.protocol.encoding import parse_phone_number
@@ -46,6 +46,11 @@ log = logging.getLogger(__name__)
 DEFAULT_TIMEOUT_S = 600.0
 ASSUMED_CHANNEL_TTL_S = 120.0  # §4.1 default; the server may expire it sooner, then we renew
 PENDING_TTL_S = 600.0  # the provisioning code inside expires 10 minutes after it was issued (§4)
+
+LinkedHook = Callable[[DeviceRecord, ApiClient, Ui], Awaitable[None]]
+"""Called by the secondary's flows right after the record is stored, with the API client
+authenticated as the new device: where it announces itself to the account's other devices
+(§1 step 7, ``flows/sessions.linked_hook``). Without it the flow ends at step 6."""
 
 
 @dataclass(frozen=True)

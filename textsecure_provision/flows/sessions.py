@@ -27,7 +27,7 @@ import secrets
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textsecure_provision.crypto.keys import PublicKey, Rng
 from textsecure_provision.errors import (
@@ -39,7 +39,6 @@ from textsecure_provision.errors import (
     SessionError,
     StaleDevicesError,
 )
-from textsecure_provision.flows.hooks import LinkedHook
 from textsecure_provision.flows.ui import Ui
 from textsecure_provision.protocol.encoding import b64decode, b64encode
 from textsecure_provision.protocol.messages import (
@@ -52,6 +51,9 @@ from textsecure_provision.protocol.session import PreKeyBundle, Session, encrypt
 from textsecure_provision.store import DeviceRecord, DeviceStore
 from textsecure_provision.store.sessions import SessionBook, SessionStore
 from textsecure_provision.transport.api import ApiClient
+
+if TYPE_CHECKING:
+    from textsecure_provision.flows.secondary import LinkedHook
 
 ANNOUNCE_HINT = (
     "This device is linked, but the other devices were not told. "
