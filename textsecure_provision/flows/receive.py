@@ -37,6 +37,7 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from textsecure_provision.clock import now_ms
 from textsecure_provision.crypto.keys import KeyPair, Rng
 from textsecure_provision.errors import (
     DuplicateMessageError,
@@ -45,7 +46,6 @@ from textsecure_provision.errors import (
     NotFoundError,
     SessionError,
 )
-from textsecure_provision.flows.sessions import now_ms
 from textsecure_provision.flows.ui import Ui
 from textsecure_provision.protocol.encoding import b64decode
 from textsecure_provision.protocol.messages import (

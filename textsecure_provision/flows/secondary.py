@@ -17,10 +17,10 @@ import hmac
 import logging
 import re
 import secrets
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from textsecure_provision import clock
 from textsecure_provision.crypto.keys import Rng
 from textsecure_provision.errors import (
     BadMessageError,
@@ -89,14 +89,14 @@ async def listen_secondary(
     if options.no_verify:
         if expect is not None:
             link_state.confirm_number(expect)  # a wrong number is refused now, not saved
-        now_ms = int(time.time() * 1000)
+        now = clock.now_ms()
         pending = PendingLink(
             device_init=device_init,
             ephemeral=link_state.ephemeral,
             channel_server=server,
             trusted_servers=trusted,
-            received_ms=now_ms,
-            expires_ms=now_ms + int(PENDING_TTL_S * 1000),
+            received_ms=now,
+            expires_ms=now + int(PENDING_TTL_S * 1000),
             name=options.name,
         )
         store.commit_pending(pending)
@@ -229,7 +229,7 @@ async def complete_link(
             last_resort_key=keys.last_resort_key,
             trusted_servers=tuple(config.trusted_servers),
             name=name,
-            created_ms=int(time.time() * 1000),
+            created_ms=clock.now_ms(),
         )
         try:
             await api.upload_keys(keys.upload_body(payload.identity_key_pair))
@@ -291,7 +291,7 @@ async def verify_pending(
             hint="Run `provision secondary listen --no-verify` first (with the same --data-dir).",
         )
     store.require_no_record()
-    if (now_ms if now_ms is not None else int(time.time() * 1000)) >= pending.expires_ms:
+    if (now_ms if now_ms is not None else clock.now_ms()) >= pending.expires_ms:
         store.remove_pending()
         raise TimedOutError(
             "the pending link expired (its provisioning code is valid for 10 minutes)",

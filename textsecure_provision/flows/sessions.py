@@ -24,11 +24,11 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from textsecure_provision.clock import now_ms
 from textsecure_provision.crypto.keys import PublicKey, Rng
 from textsecure_provision.errors import (
     InvalidInputError,
@@ -59,10 +59,6 @@ ANNOUNCE_HINT = (
     "This device is linked, but the other devices were not told. "
     "Run `provision send-control new-device-registered` to announce it again."
 )
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 # -- bundles (the JSON of GET /v1/keys/{number}/{device}, §4) ------------------------------------

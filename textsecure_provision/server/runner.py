@@ -24,10 +24,7 @@ Choices, each for a reason:
 
 from __future__ import annotations
 
-import contextlib
 import gc
-import os
-import tempfile
 import threading
 from pathlib import Path
 from types import FrameType
@@ -37,6 +34,7 @@ import uvicorn
 from starlette.applications import Starlette
 from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
+from textsecure_provision.atomic_write import atomic_write
 from textsecure_provision.server.channel_socket import ChannelHttpFactory, ChannelSocketFactory
 from textsecure_provision.server.config import ServerConfig
 from textsecure_provision.server.services import Services
@@ -135,14 +133,4 @@ def write_atomically(path: str, text: str) -> None:
     """Readers see the old file or the whole new one, never a part."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    atomic_write(target, text.encode())

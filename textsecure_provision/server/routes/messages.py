@@ -25,7 +25,7 @@ from textsecure_provision.server.fanout.base import ChannelId, mailbox_key
 from textsecure_provision.server.handlers import json_response
 from textsecure_provision.server.routes.channels import message_frame
 from textsecure_provision.server.services import Services, authenticate, services
-from textsecure_provision.server.storage.base import DeviceRecord, NewMessage
+from textsecure_provision.server.storage.base import NewMessage, StoredDevice
 from textsecure_provision.server.validation import (
     INT31_MAX,
     UINT32_MAX,
@@ -91,7 +91,7 @@ async def _send_to_channel(svc: Services, channel: ChannelId, items: list[Any]) 
 
 
 async def _send_to_number(
-    svc: Services, sender: DeviceRecord, number: str, items: list[Any]
+    svc: Services, sender: StoredDevice, number: str, items: list[Any]
 ) -> Response:
     """409 unless another account's sender covers every device; 410 on a non-zero
     registration-id mismatch (0 or absent is not checked). The sender's own account: any
