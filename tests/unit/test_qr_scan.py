@@ -337,4 +337,4 @@ def test_the_cli_offers_exactly_the_decoders_there_are() -> None:
     from textsecure_provision.cli.options import QR_DECODERS
 
     assert QR_DECODERS == scan.DECODERS
-    assert scan.DEFAULT_DECODER == QR_DECODERS[0]
+    assert QR_DECODERS[0] == scan.DEFAULT_DECODER
