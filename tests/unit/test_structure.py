@@ -200,3 +200,14 @@ def test_flows_import_no_circle() -> None:
         graph[path.stem] = deps
     circles = sorted((a, b) for a, deps in graph.items() for b in deps if a in graph.get(b, ()))
     assert not circles, circles
+
+
+def test_unit_tests_start_no_server() -> None:
+    """Server-backed tests live in tests/integration (or hardening, e2e), not in tests/unit."""
+    starts = ("ServerConfig(", "create_app(", "import uvicorn", "start_server(", "ProvisionServer(")
+    offenders = [
+        p.name
+        for p in (ROOT / "tests" / "unit").glob("*.py")
+        if p.name != "test_structure.py" and any(s in p.read_text() for s in starts)
+    ]
+    assert not offenders, offenders
