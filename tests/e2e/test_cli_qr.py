@@ -205,11 +205,11 @@ def make_inputs(tmp_path: Path) -> dict[str, Path]:
 @pytest.mark.parametrize(
     ("case", "error", "message"),
     [
-        ("missing", "QrError", "no such file"),
-        ("text", "QrError", "is not an image"),
-        ("blank", "QrError", "no QR code found"),
+        ("missing", "NoSuchImageError", "no such file"),
+        ("text", "NotAnImageError", "is not an image"),
+        ("blank", "NoQrCodeError", "no QR code found"),
         ("hello", "LinkError", "not a provisioning link"),
-        ("two", "QrError", "2 different QR codes"),
+        ("two", "SeveralQrCodesError", "2 different QR codes"),
     ],
 )
 def test_decode_errors_exit_2(tmp_path: Path, case: str, error: str, message: str) -> None:
