@@ -122,19 +122,30 @@ class SocketBudgets:
 _RULE_RE = re.compile(r"([a-z_]+)=(?:(off)|([0-9]+)/([0-9]+(?:\.[0-9]+)?))")
 
 
-def parse_rate_limit(text: str) -> tuple[str, Rule | None]:
-    """``NAME=COUNT/SECONDS`` or ``NAME=off`` (the ``--rate-limit`` option)."""
+def parse_rate_limit(text: str, *, known: bool = True) -> tuple[str, Rule | None]:
+    """``NAME=COUNT/SECONDS`` or ``NAME=off`` (the ``--rate-limit`` option; ``known=False``
+    for a rule that is not one of ``RateLimits``, such as ``--control-frames``)."""
     m = _RULE_RE.fullmatch(text.strip())
     if not m:
         raise InvalidInputError(f"a rate limit reads NAME=COUNT/SECONDS or NAME=off, not {text!r}")
     name = m.group(1)
-    if name not in RateLimits.names():
+    if known and name not in RateLimits.names():
         raise InvalidInputError(
             f"unknown rate limit {name!r}; known: {', '.join(RateLimits.names())}"
         )
     if m.group(2):
         return name, None
     return name, Rule(int(m.group(3)), float(m.group(4)))
+
+
+def parse_budget_count(option: str, text: str) -> int | None:
+    """A positive count, or ``off`` (None)."""
+    value = text.strip().lower()
+    if value == "off":
+        return None
+    if not value.isdigit() or int(value) < 1:
+        raise InvalidInputError(f"{option} takes a positive number or 'off', not {text!r}")
+    return int(value)
 
 
 @dataclass(frozen=True)
