@@ -260,6 +260,23 @@ _HEAD_TIMED_OUT = plain_error(408, "the request head took too long")
 _TOO_MANY_SOCKETS = plain_error(503, "too many open connections from your address")
 
 
+LINGER_S = 2.0  # after a refusal: how long the rest of a request is read and dropped
+
+
+def answer_and_linger(transport: asyncio.Transport, response: bytes) -> None:
+    """Write an HTTP refusal and half-close. What the client still sends is read and
+    dropped (the protocol ignores it) until its EOF or ``LINGER_S``: closing with unread
+    input would reset the connection, and the client could lose the answer to the reset."""
+    if transport.is_closing():
+        return
+    transport.write(response)
+    if transport.can_write_eof():
+        transport.write_eof()
+        asyncio.get_running_loop().call_later(LINGER_S, transport.abort)
+    else:
+        transport.close()
+
+
 def _token_list(value: bytes) -> list[bytes]:
     return [t.strip().lower() for t in value.split(b",") if t.strip()]
 
@@ -403,6 +420,10 @@ async def _close_channel(svc: Services, channel_id: ChannelId) -> None:
         log.warning("could not unregister a closed channel", exc_info=True)
 
 
+class _HeadComplete(Exception):
+    """Raised from the parser's callback to stop httptools at the end of the first head."""
+
+
 class ChannelSocket(asyncio.Protocol):
     """One connection: its first request head, then (for a channel) the websocket."""
 
@@ -419,6 +440,7 @@ class ChannelSocket(asyncio.Protocol):
         "_timer",
         "_tokens",
         "_tokens_at",
+        "_upgrade",
         "_url",
         "_via_http",
         "_ws",
@@ -437,6 +459,7 @@ class ChannelSocket(asyncio.Protocol):
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
         self._head_done = False
+        self._upgrade = False  # httptools saw Connection: upgrade with an Upgrade header
         self._id: ChannelId | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._ws: Protocol | None = None
@@ -556,13 +579,10 @@ class ChannelSocket(asyncio.Protocol):
             fed = buf
         else:
             fed = data
-        tail = None
         try:
             parser.feed_data(fed)
-        except httptools.HttpParserUpgrade as exc:
-            tail = fed[exc.args[0] :] if exc.args and isinstance(exc.args[0], int) else b""
-        except httptools.HttpParserError:
-            if not self._head_done:  # an error after the head is uvicorn's to answer
+        except httptools.HttpParserError:  # also _HeadComplete, from on_headers_complete
+            if not self._head_done:
                 self._go(Event.REFUSE)
                 self._refuse(plain_error(400, "malformed request"))
                 return
@@ -573,6 +593,8 @@ class ChannelSocket(asyncio.Protocol):
             else:
                 self._buf = buf
             return
+        # httptools accepts only CRLF line ends, so the head ends at the first blank line.
+        tail = buf[buf.index(b"\r\n\r\n") + 4 :] if self._upgrade else None
         self._on_head_complete(buf, tail)
 
     # httptools callbacks (the parser lives only until the head is complete)
@@ -584,6 +606,8 @@ class ChannelSocket(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         self._head_done = True
+        self._upgrade = bool(self._parser.should_upgrade())
+        raise _HeadComplete  # stop here: what follows is the next request, or frames
 
     def _on_head_complete(self, buf: bytes, tail: bytes | None) -> None:
         parser, self._parser = self._parser, None
@@ -704,10 +728,11 @@ class ChannelSocket(asyncio.Protocol):
     def _refuse(self, response: bytes) -> None:
         """An HTTP answer instead of the upgrade, then close (the phase is already DONE)."""
         self._hub.connections.discard(self)
+        self._cancel_timer()
         self._parser = None
         self._buf = b""
-        self._write(response)
-        self._close_transport()
+        if self.transport is not None:
+            answer_and_linger(self.transport, response)
 
     def _deadline_passed(self) -> None:
         """The head/handshake deadline (HEAD, OPENING) or the closing one (CLOSING)."""
@@ -767,6 +792,9 @@ class ChannelSocket(asyncio.Protocol):
                 op = frame.opcode
                 if op in _CONTROL:
                     if not self._spend_control_frame():
+                        # The library has already queued a pong for every ping of this
+                        # slice: drop them with the connection, so the flood gets nothing.
+                        ws.data_to_send()
                         self._go(Event.FAIL)
                         ws.fail(CLOSE_POLICY, "too many control frames")
                         break

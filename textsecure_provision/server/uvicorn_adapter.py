@@ -29,7 +29,7 @@ from typing import Any
 import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from textsecure_provision.server.channel_socket import plain_error
+from textsecure_provision.server.channel_socket import answer_and_linger, plain_error
 
 UVICORN_VERSIONS = ">=0.54,<0.55"  # the same range as pyproject.toml's dependency
 
@@ -91,6 +91,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):  # type: ignore[misc]
         self._head_timer: asyncio.TimerHandle | None = None
         self._pending_upgrade: bytes | None = None  # bytes after a deferred upgrade request
         self._head_too_large = False
+        self._refused = False
 
     # -- the connection ----------------------------------------------------------------------------
     def connection_lost(self, exc: Exception | None) -> None:
@@ -99,6 +100,8 @@ class GuardedHttpProtocol(HttpToolsProtocol):  # type: ignore[misc]
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
+        if self._refused:  # answered and half-closed: the rest is dropped
+            return
         self._unset_keepalive_if_required()
         try:
             self.parser.feed_data(data)
@@ -193,9 +196,8 @@ class GuardedHttpProtocol(HttpToolsProtocol):  # type: ignore[misc]
     # -- plumbing ----------------------------------------------------------------------------------
     def _answer_and_close(self, response: bytes) -> None:
         self._cancel_head_timer()
-        if not self.transport.is_closing():
-            self.transport.write(response)
-            self.transport.close()
+        self._refused = True
+        answer_and_linger(self.transport, response)
 
     def _cancel_head_timer(self) -> None:
         if self._head_timer is not None:
