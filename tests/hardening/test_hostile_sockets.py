@@ -196,16 +196,30 @@ async def open_raw_channel(server: ServerProcess, source: str, **kw: int
 # -- 1: a ping flood that never reads the pongs ---------------------------------------------------
 
 
+def server_rx_queue(server_port: int, client: tuple[str, int]) -> int | None:
+    """Bytes the kernel holds for the server's end of one connection that the server has
+    not read yet (``/proc/net/tcp``), or None if there is no such socket."""
+    remote = f"{socket.inet_aton(client[0])[::-1].hex().upper()}:{client[1]:04X}"
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[1].endswith(f":{server_port:04X}") and fields[2] == remote:
+            return int(fields[4].split(":")[1], 16)
+    return None
+
+
 async def test_ping_flood_without_reading_is_held_by_backpressure(
     unlimited_pings_server: ServerProcess,
 ) -> None:
-    """The server stops reading a socket whose pongs are not drained: the flood stalls in
-    the kernel instead of the server's memory (today: 149 MB sent took RSS 50 → 257 MB)."""
+    """The server stops reading a socket whose pongs are not drained: the flood waits in
+    the kernel, not in the server's memory (today: 149 MB sent took RSS 50 → 257 MB)."""
     server = unlimited_pings_server
+    port = httpx.URL(server.url).port
+    assert port is not None
     ping = masked(0x9, b"p" * 125)
     budget = 40 * 1024 * 1024
     async with normal_traffic(server):
         _, writer = await open_raw_channel(server, "127.0.0.2", rcvbuf=4096)
+        client = writer.get_extra_info("sockname")
         before = server.rss_kib()
         sent = 0
         burst = ping * 512  # 67 KB per write
@@ -215,10 +229,19 @@ async def test_ping_flood_without_reading_is_held_by_backpressure(
                 writer.write(burst)
                 await asyncio.wait_for(writer.drain(), max(0.01, deadline - time.monotonic()))
                 sent += len(burst)
+        # The flood has stopped: a server that still reads drains its receive queue now.
+        # This one paused reading, so the queue stays exactly as it is.
+        queued = server_rx_queue(port, client)
+        samples = []
+        end = time.monotonic() + 2.0
+        while time.monotonic() < end:
+            samples.append(server_rx_queue(port, client))
+            await asyncio.sleep(0.1)
         grown_mib = (server.rss_kib() - before) / 1024
         writer.transport.abort()
-    assert sent < budget, "the server read the whole flood: nothing pushed back"
-    assert grown_mib < 16, f"RSS grew {grown_mib:.1f} MiB under the flood ({sent} bytes sent)"
+    assert queued, f"the server read all {sent} bytes of the flood"
+    assert set(samples) == {queued}, f"the server kept reading: {queued} then {samples}"
+    assert grown_mib < 8, f"RSS grew {grown_mib:.1f} MiB under the flood ({sent} bytes sent)"
 
 
 # -- 2: many idle sockets from one address; a slowloris head ---------------------------------------
