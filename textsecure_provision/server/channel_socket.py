@@ -80,7 +80,7 @@ log = logging.getLogger(__name__)
 
 MAX_CLIENT_FRAME_BYTES = 4096  # a client has nothing to send (§4.1); larger frames: 1009
 CLOSE_TIMEOUT_S = 10.0  # waiting for the client's close frame (or a drained buffer) after ours
-INPUT_SLICE_BYTES = 2048  # frames are parsed this much at a time, budgets checked in between
+INPUT_SLICE_BYTES = 256  # frames are parsed this much at a time, budgets checked in between
 CLOSE_POLICY = 1008
 CLOSE_RESTARTING = 1012
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 §1.3
