@@ -115,7 +115,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):  # type: ignore[misc]
             if self._head_too_large:
                 self._answer_and_close(self._hub.head_too_large())
             else:
-                self.send_400_response("Invalid HTTP request received.")
+                self.send_400_response("malformed request")
             return
         if self._in_head:
             # Counted per read (uvicorn's parser keeps an unfinished header to itself): a
@@ -124,6 +124,10 @@ class GuardedHttpProtocol(HttpToolsProtocol):  # type: ignore[misc]
             self._head_bytes += len(data)
             if self._head_bytes > self._hub.budgets.max_head_bytes:
                 self._answer_and_close(self._hub.head_too_large())
+
+    def send_400_response(self, msg: str) -> None:
+        """A JSON error like every other (§4), and a lingering close (uvicorn: plain text)."""
+        self._answer_and_close(plain_error(400, msg))
 
     # -- per request -------------------------------------------------------------------------------
     def on_message_begin(self) -> None:
