@@ -528,7 +528,7 @@ class ChannelSocket(asyncio.Protocol):
     def pause_writing(self) -> None:
         # The client does not read what we send: stop reading what it sends (no more pongs
         # pile up); past the bound, _flush drops the connection.
-        if self.transport is not None:
+        if self.transport is not None and not self.transport.is_closing():
             self.transport.pause_reading()
 
     def resume_writing(self) -> None:
