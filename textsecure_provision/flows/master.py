@@ -1,8 +1,10 @@
 """The account's side: ``master scan`` (§1 steps 3, 4 and 6; §8).
 
-Order matters and is the contract's: parse the link, check its
+Order matters and is the contract's: everything local comes before the first
+request, so nothing reaches the server for a link we will refuse. Parse the
+link (its key must be a usable point), load the account, check the link's
 ``channel_server`` against the trusted list, show what is about to happen and
-get a yes, and only then ask the server for a provisioning code, seal the
+get a yes; only then ask the server for a provisioning code, seal the
 DeviceInit to the secondary's key, and PUT it on the channel. Nothing is
 written to the store on this side.
 """
@@ -10,17 +12,18 @@ written to the store on this side.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from textsecure_provision.crypto.keys import Rng
 from textsecure_provision.flows.config import FlowConfig
 from textsecure_provision.flows.devices import api_for, credentials
-from textsecure_provision.flows.hooks import SentHook
 from textsecure_provision.flows.ui import Ui
 from textsecure_provision.protocol.link import parse_link
 from textsecure_provision.protocol.messages import IdentityKeyPayload
 from textsecure_provision.protocol.provisioning import seal_device_init
 from textsecure_provision.protocol.trust import check_trusted
+from textsecure_provision.store import DeviceRecord
 from textsecure_provision.transport.api import ApiClient
 
 MASTER_SUPPORTS_SMS = False  # this client never sends SMS; the flag is carried for the design (§6)
@@ -37,6 +40,12 @@ class MasterLinkResult:
     the acknowledgement must come from a device not among them (§1 step 7)."""
 
 
+SentHook = Callable[[MasterLinkResult, DeviceRecord, ApiClient, Ui], Awaitable[None]]
+"""Called by ``link_master`` right after the server accepted the DeviceInit, with the API
+client authenticated as this device: where the acknowledgement wait joins (§1 step 7,
+``flows/acknowledge.py``). Without it the flow ends at step 6."""
+
+
 async def link_master(
     config: FlowConfig,
     ui: Ui,
@@ -45,8 +54,8 @@ async def link_master(
     rng: Rng = secrets.token_bytes,
     on_sent: SentHook | None = None,
 ) -> MasterLinkResult:
+    link = parse_link(link_text)  # also refuses a low-order key
     record = config.store().require_record()
-    link = parse_link(link_text)
     trusted = (record.server, *record.trusted_servers, *config.trusted_servers)
     channel_server = check_trusted(link.channel_server, trusted)
     ui.event(

@@ -37,14 +37,15 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from textsecure_provision.clock import now_ms
 from textsecure_provision.crypto.keys import KeyPair, Rng
 from textsecure_provision.errors import (
+    DuplicateMessageError,
     InvalidInputError,
     MessageFormatError,
     NotFoundError,
     SessionError,
 )
-from textsecure_provision.flows.sessions import now_ms
 from textsecure_provision.flows.ui import Ui
 from textsecure_provision.protocol.encoding import b64decode
 from textsecure_provision.protocol.messages import (
@@ -59,7 +60,6 @@ from textsecure_provision.protocol.session import (
     decrypt_message,
     decrypt_prekey_message,
 )
-from textsecure_provision.protocol.session.ratchet import DUPLICATE as DUPLICATE_REASON
 from textsecure_provision.store import DeviceRecord, DeviceStore
 from textsecure_provision.store.sessions import KnownDevice, SessionBook, SessionStore
 from textsecure_provision.transport.api import ApiClient
@@ -249,10 +249,11 @@ class Receiver:
         number, device_id = m.source, m.source_device
         try:
             session, plaintext = self._decrypt(book, m)
+        except DuplicateMessageError:
+            book.mark_processed(m.guid)
+            return outcome(DUPLICATE, reason="already handled")
         except SessionError as exc:
             book.mark_processed(m.guid)
-            if exc.details.get("reason") == DUPLICATE_REASON:
-                return outcome(DUPLICATE, reason="already handled")
             book.mark_stale(number, device_id)  # our next send rebuilds it (module doc)
             return outcome(UNDECRYPTABLE, reason=exc.message)
         book.put(number, device_id, session)

@@ -24,11 +24,11 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from textsecure_provision.clock import now_ms
 from textsecure_provision.crypto.keys import PublicKey, Rng
 from textsecure_provision.errors import (
     InvalidInputError,
@@ -39,7 +39,6 @@ from textsecure_provision.errors import (
     SessionError,
     StaleDevicesError,
 )
-from textsecure_provision.flows.hooks import LinkedHook
 from textsecure_provision.flows.ui import Ui
 from textsecure_provision.protocol.encoding import b64decode, b64encode
 from textsecure_provision.protocol.messages import (
@@ -53,14 +52,13 @@ from textsecure_provision.store import DeviceRecord, DeviceStore
 from textsecure_provision.store.sessions import SessionBook, SessionStore
 from textsecure_provision.transport.api import ApiClient
 
+if TYPE_CHECKING:
+    from textsecure_provision.flows.secondary import LinkedHook
+
 ANNOUNCE_HINT = (
     "This device is linked, but the other devices were not told. "
     "Run `provision send-control new-device-registered` to announce it again."
 )
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 # -- bundles (the JSON of GET /v1/keys/{number}/{device}, §4) ------------------------------------
@@ -345,7 +343,6 @@ def linked_hook(store: DeviceStore, *, rng: Rng = secrets.token_bytes) -> Linked
         try:
             await announce_device(record, api, ui, store=store, rng=rng)
         except ProvisionError as exc:
-            exc.hint = ANNOUNCE_HINT  # type: ignore[misc]
-            raise
+            raise exc.with_hint(ANNOUNCE_HINT) from exc
 
     return on_linked

@@ -23,6 +23,7 @@ from textsecure_provision.protocol.encoding import b64decode_liberal, b64encode
 from textsecure_provision.protocol.trust import normalize_server_url
 
 ChannelId = NewType("ChannelId", str)
+"""A channel's uuid in lowercase canonical 8-4-4-4-12 form (§3): the client's and the server's."""
 
 LINK_SCHEME = "textsecure-device-init"
 LINK_PREFIX = f"{LINK_SCHEME}:/?"
@@ -85,7 +86,9 @@ def parse_link(text: str) -> ProvisioningLink:
     channel_uuid, server, key_text = (params[name] for name in _PARAMS)
     try:
         key_bytes = b64decode_liberal(key_text, name="publicKey")
-        public_key = PublicKey.from_bytes(key_bytes, name="publicKey")
+        public_key = PublicKey.from_bytes(key_bytes, name="publicKey").require_usable(
+            name="publicKey"
+        )
     except InvalidInputError as exc:
         raise LinkError(f"bad publicKey: {exc.message}") from exc
     return ProvisioningLink(channel_uuid, server, public_key)

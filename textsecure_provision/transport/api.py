@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import ssl
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +20,7 @@ from urllib.parse import quote
 import httpx
 
 from textsecure_provision import __version__
+from textsecure_provision.clock import now_ms
 from textsecure_provision.errors import (
     AuthError,
     ChannelGoneError,
@@ -261,7 +261,7 @@ class ApiClient:
             "destinationDeviceId": 1,
             "destinationRegistrationId": 0,
             "body": b64encode(device_init),
-            "timestamp": int(time.time() * 1000),
+            "timestamp": now_ms(),
         }
         await self._call(
             "PUT",

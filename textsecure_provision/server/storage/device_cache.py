@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 
-from textsecure_provision.server.storage.base import DeviceRecord
+from textsecure_provision.server.storage.base import StoredDevice
 
 CACHE_MAX_ENTRIES = 100_000
 CACHE_MAX_AGE_S = 30.0  # belt and braces: even with no invalidation, re-read this often
@@ -25,16 +25,16 @@ class DeviceCache:
     def __init__(self) -> None:
         self.live = False
         self.generation = 0
-        self._entries: dict[str, dict[int, tuple[DeviceRecord, float]]] = {}
+        self._entries: dict[str, dict[int, tuple[StoredDevice, float]]] = {}
         self._size = 0
 
-    def get(self, number: str, device_id: int) -> DeviceRecord | None:
+    def get(self, number: str, device_id: int) -> StoredDevice | None:
         entry = self._entries.get(number, {}).get(device_id)
         if entry is None or time.monotonic() - entry[1] > CACHE_MAX_AGE_S:
             return None
         return entry[0]
 
-    def put(self, record: DeviceRecord, generation: int) -> None:
+    def put(self, record: StoredDevice, generation: int) -> None:
         if not self.live or generation != self.generation:
             return
         if self._size >= CACHE_MAX_ENTRIES:

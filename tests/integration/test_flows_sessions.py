@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from flow_support import CODE, NUMBER, LinkUi, running_server
 
 from textsecure_provision.errors import (
     MismatchedDevicesError,
@@ -57,6 +56,8 @@ from textsecure_provision.protocol.messages import ControlType, encode_device_co
 from textsecure_provision.protocol.session import encrypt, initiate_session
 from textsecure_provision.store.sessions import SESSIONS_FILE, SessionStore
 from textsecure_provision.transport.api import ApiClient, Credentials
+
+from .flow_support import CODE, NUMBER, LinkUi, running_server
 
 OTHER = "+15550002222"
 
