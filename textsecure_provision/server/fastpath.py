@@ -118,15 +118,17 @@ class _FastCycle:
         self.message_event = _NO_EVENT
 
 
-def http_protocol_class() -> Any:
-    """uvicorn's ``http=`` class: ``RelayHttpProtocol`` when httptools is there (it
-    subclasses uvicorn's httptools protocol), else uvicorn's own choice."""
-    try:
-        return _relay_http_protocol()
-    except ImportError:  # pragma: no cover - httptools ships with uvicorn[standard]
-        from uvicorn.protocols.http.auto import AutoHTTPProtocol
+_relay_class: Any = None
 
-        return AutoHTTPProtocol
+
+def relay_http_protocol() -> Any:
+    """The HTTP/1.1 protocol class for every connection that is not a channel socket:
+    uvicorn_adapter.GuardedHttpProtocol (its head deadline, size bound and socket budgets)
+    with the channel PUT served inside it (``RelayHttpProtocol``)."""
+    global _relay_class
+    if _relay_class is None:
+        _relay_class = _relay_http_protocol()
+    return _relay_class
 
 
 def _relay_http_protocol() -> Any:
@@ -137,10 +139,11 @@ def _relay_http_protocol() -> Any:
 
     from textsecure_provision.server.handlers import INTERNAL_ERROR_BODY
     from textsecure_provision.server.middleware import access_log, new_request_id
+    from textsecure_provision.server.uvicorn_adapter import GuardedHttpProtocol
 
     log = logging.getLogger("textsecure_provision.server")
 
-    class RelayHttpProtocol(HttpToolsProtocol):  # type: ignore[misc]
+    class ChannelPut(HttpToolsProtocol):  # type: ignore[misc]
         """uvicorn's httptools protocol, except ``PUT /v1/messages/{uuid}`` (the master's
         half of every rendezvous): that request is served here, without uvicorn's ASGI
         cycle, ``GuardMiddleware`` or Starlette's ``Response.__call__``, and answered in one
@@ -278,6 +281,10 @@ def _relay_http_protocol() -> Any:
                 self.transport.close()
             else:
                 self.on_response_complete()
+
+    class RelayHttpProtocol(GuardedHttpProtocol, ChannelPut):  # type: ignore[misc]
+        """GuardedHttpProtocol first (its checks of every head run, then call on), then
+        ChannelPut: the order of the bases is the order in which they see a request."""
 
     return RelayHttpProtocol
 
