@@ -86,13 +86,15 @@ TABLES = (
 SERVER_MAIN = """
 import json, sys
 from textsecure_provision.server.app import create_app
-from textsecure_provision.server.config import RateLimits, ServerConfig
+from textsecure_provision.server.config import RateLimits, ServerConfig, SocketBudgets
 from textsecure_provision.server.runner import ProvisionServer, uvicorn_config
 opts = json.loads(sys.argv[1])
 limits = RateLimits()
 for name in opts.pop("limits_off"):
     limits = limits.with_rule(name, None)
-config = ServerConfig(rate_limits=limits, **opts.pop("config"))
+# Every simulated client shares 127.0.0.1: no per-address socket cap.
+sockets = SocketBudgets(max_sockets_per_address=None)
+config = ServerConfig(rate_limits=limits, sockets=sockets, **opts.pop("config"))
 app = create_app(config)
 ProvisionServer(uvicorn_config(app, config), config, port_file=opts["port_file"]).run()
 """
