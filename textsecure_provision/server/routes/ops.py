@@ -59,7 +59,7 @@ async def metrics(request: Request) -> Response:
 
 
 async def openapi(request: Request) -> Response:
-    return json_response(openapi_document(services(request).config))
+    return json_response(openapi_document(services(request).config, request.app.routes))
 
 
 routes = [

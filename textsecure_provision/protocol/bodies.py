@@ -1,0 +1,473 @@
+"""The JSON bodies of the server API (§4), declared once for the server and the client.
+
+Each body is a msgspec ``Struct``: field names as on the wire (camelCase), value
+ranges and lengths in the field's type, the rules types cannot say in
+``__post_init__``. The server decodes requests with ``decode`` and the client
+decodes answers with it; the client encodes requests with ``encode``; the
+OpenAPI document (``server/openapi.py``) is generated from these classes, so
+the document, the server and the client cannot drift apart.
+
+Decoding is as strict as the contract: binary fields are standard base64 with
+padding (§2), keys exactly 33 bytes with 0x05 first, ids within their ranges,
+booleans are not integers. Unknown fields are ignored (forward compatibility).
+A refusal is a ``MessageFormatError`` that names the field by its path
+(``preKeys[3].publicKey``), never its value.
+
+Limits the operator configures (prekeys per upload, messages per send) are not
+here: the server checks them, and the document fills them in from its config.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from functools import cache
+from typing import Annotated, Any, Literal, TypeVar
+
+import msgspec
+import msgspec.inspect as mi
+from msgspec import Meta, Struct
+
+from textsecure_provision.errors import MessageFormatError
+
+UINT32_MAX = 2**32 - 1
+INT31_MAX = 2**31 - 1
+INT63_MAX = 2**63 - 1
+MAX_NAME_CHARS = 256
+PUBLIC_KEY_LEN = 33  # 0x05 || u (§2)
+DJB_TYPE = 0x05
+SIGNATURE_LEN = 64
+
+# JSON Schema patterns (ECMA regex), for the document and the fuzzers that read it. Decoding
+# does not use them: msgspec checks base64 and lengths itself.
+E164_PATTERN = r"^\+[0-9]{8,15}$"
+B64_PATTERN = r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"
+# 33 bytes, 0x05 first: 44 characters, "B" then one of Q..f (0b01xxxx), no padding.
+KEY_PATTERN = r"^B[Q-Za-f][A-Za-z0-9+/]{42}$"
+# 64 bytes: 88 characters ending in "==", the last data character's low 4 bits zero.
+SIGNATURE_PATTERN = r"^[A-Za-z0-9+/]{85}[AQgw]==$"
+
+Uint32 = Annotated[int, Meta(ge=0, le=UINT32_MAX)]
+Int31 = Annotated[int, Meta(ge=0, le=INT31_MAX)]
+DeviceId = Annotated[int, Meta(ge=1, le=INT31_MAX, description="a device of the account")]
+Timestamp = Annotated[int, Meta(ge=0, le=INT63_MAX, description="ms since the epoch")]
+Count = Annotated[int, Meta(ge=0)]
+Base64 = Annotated[bytes, Meta(extra_json_schema={"pattern": B64_PATTERN})]
+PublicKeyBytes = Annotated[
+    bytes,
+    Meta(
+        min_length=PUBLIC_KEY_LEN,
+        max_length=PUBLIC_KEY_LEN,
+        description="base64 of a 33-byte key, 0x05 first (§2)",
+        extra_json_schema={"pattern": KEY_PATTERN},
+    ),
+]
+Signature = Annotated[
+    bytes,
+    Meta(
+        min_length=SIGNATURE_LEN,
+        max_length=SIGNATURE_LEN,
+        description="base64 of a 64-byte XEdDSA signature (§7)",
+        extra_json_schema={"pattern": SIGNATURE_PATTERN},
+    ),
+]
+Name = Annotated[str, Meta(max_length=MAX_NAME_CHARS)]
+PhoneNumberText = Annotated[str, Meta(extra_json_schema={"pattern": E164_PATTERN})]
+
+
+class FieldError(ValueError):
+    """Raised by a ``__post_init__``: ``field`` (relative to the object) ``text``."""
+
+    def __init__(self, field: str, text: str) -> None:
+        super().__init__(f"{field} {text}")
+        self.field = field
+        self.text = text
+
+
+def _check_key(field: str, key: bytes) -> None:
+    if key[0] != DJB_TYPE:
+        raise FieldError(field, f"has type byte 0x{key[0]:02x}, expected 0x05")
+
+
+class Body(Struct, rename="camel", omit_defaults=True):
+    """Every body: camelCase on the wire; optional fields left out when they hold the default."""
+
+
+# -- devices (§4 PUT /v1/accounts/code/{code}, PUT /v1/devices/{code}) --------------------------
+
+
+class DeviceAttributes(Body):
+    """The new device: registration id, whether it fetches messages (default true), a name."""
+
+    registration_id: Uint32
+    fetches_messages: bool = True
+    name: Name | None = None
+
+
+class DeviceIdAnswer(Body):
+    """The id the server gave the device (1 for the master)."""
+
+    device_id: DeviceId
+
+
+class ProvisioningCode(Body):
+    """A single-use code: 6 to 9 decimal digits, fits a uint32 (§4)."""
+
+    verification_code: Annotated[str, Meta(extra_json_schema={"pattern": "^[0-9]{6,9}$"})]
+
+    def __post_init__(self) -> None:
+        code = self.verification_code
+        # str.isdigit() also accepts other scripts' digits ("١٢٣"), which are not the wire's.
+        if not (code.isascii() and code.isdigit() and 6 <= len(code) <= 9):
+            raise FieldError("verificationCode", "must be 6 to 9 digits")
+
+
+class LinkedDevice(Body):
+    """One device of the account; times in ms since the epoch."""
+
+    id: DeviceId
+    name: str | None = None
+    created: int | None = None
+    last_seen: int | None = None
+
+
+class DeviceList(Body):
+    devices: list[LinkedDevice]
+
+
+# -- keys (§4 PUT /v1/keys, GET /v1/keys/, GET /v1/keys/{number}/{device}) ---------------------
+
+
+class PreKey(Body):
+    key_id: Uint32
+    public_key: PublicKeyBytes
+
+    def __post_init__(self) -> None:
+        _check_key("publicKey", self.public_key)
+
+
+class SignedPreKey(Body):
+    """Signed by the identity key over the serialized public key (§7)."""
+
+    key_id: Uint32
+    public_key: PublicKeyBytes
+    signature: Signature
+
+    def __post_init__(self) -> None:
+        _check_key("publicKey", self.public_key)
+
+
+class KeysUpload(Body):
+    """Replaces the device's signed prekey and one-time prekeys; the identity key must be the
+    account's (device 1's first upload sets it)."""
+
+    identity_key: PublicKeyBytes
+    signed_pre_key: SignedPreKey
+    pre_keys: Annotated[list[PreKey], Meta(description="replaces the one-time prekeys")]
+    last_resort_key: PreKey | None = None
+
+    def __post_init__(self) -> None:
+        _check_key("identityKey", self.identity_key)
+        if len({p.key_id for p in self.pre_keys}) != len(self.pre_keys):
+            raise FieldError("preKeys", "holds the same keyId twice")
+
+
+class PreKeyCount(Body):
+    count: Count
+
+
+class DeviceKeys(Body):
+    """One device's bundle; ``preKey`` is absent once its one-time prekeys are used up and
+    it has no last-resort key."""
+
+    device_id: DeviceId
+    registration_id: Uint32
+    signed_pre_key: SignedPreKey
+    pre_key: PreKey | None = None
+
+
+class KeyBundles(Body):
+    identity_key: PublicKeyBytes
+    devices: Annotated[list[DeviceKeys], Meta(min_length=1)]
+
+    def __post_init__(self) -> None:
+        _check_key("identityKey", self.identity_key)
+
+
+# -- messages (§4 PUT /v1/messages/{destination}, GET /v1/messages/) -------------------------
+
+
+class OutgoingMessage(Body):
+    """``destinationRegistrationId`` 0 or absent is not checked (§4)."""
+
+    type: Int31
+    destination_device_id: DeviceId
+    body: Base64
+    destination_registration_id: Uint32 = 0
+    timestamp: Timestamp | None = None
+
+
+class OutgoingMessages(Body):
+    """To a number: one message per destination device. To a temp channel uuid: exactly one
+    message, of which only ``body`` is used (``ChannelMessages``)."""
+
+    messages: Annotated[list[OutgoingMessage], Meta(min_length=1)]
+
+    def __post_init__(self) -> None:
+        ids = [m.destination_device_id for m in self.messages]
+        if len(set(ids)) != len(ids):
+            raise FieldError("messages", "hold the same destinationDeviceId twice")
+
+
+class ChannelMessage(Body):
+    """A message to a temp channel: its body is the DeviceInit (§4.1); the rest is unused."""
+
+    body: Base64
+
+
+class ChannelMessages(Body):
+    messages: list[ChannelMessage]
+
+
+class IncomingMessage(Body):
+    guid: Annotated[str, Meta(extra_json_schema={"format": "uuid"})]
+    type: int
+    source: PhoneNumberText
+    source_device: DeviceId
+    timestamp: int
+    body: Base64
+
+
+class IncomingMessages(Body):
+    messages: list[IncomingMessage]
+    more: bool
+
+
+class MessageBatch(Body):
+    """The client's first pass over ``IncomingMessages``: each message is then decoded on its
+    own (``convert(doc, IncomingMessage)``), so one malformed message is dropped alone."""
+
+    messages: list[dict[str, Any]]
+    more: bool = False
+
+
+# -- answers without a body of their own, and errors ---------------------------------------------
+
+
+class Empty(Body):
+    """``{}``."""
+
+
+class Error(Body):
+    """Every refusal (§4)."""
+
+    error: str
+    code: int
+
+
+class MismatchedDevices(Body):
+    """409: the messages must cover exactly the destination's devices."""
+
+    error: str
+    code: Literal[409]
+    missing_devices: list[int]
+    extra_devices: list[int]
+
+
+class StaleDevices(Body):
+    """410: these devices were re-linked (their registration id changed)."""
+
+    error: str
+    code: Literal[410]
+    stale_devices: list[int]
+
+
+class Dependency(Body):
+    status: Literal["ok", "down"]
+    backend: str | None = None
+    error: str | None = None
+
+
+class Health(Body):
+    status: Literal["ok", "degraded"]
+    version: str
+    dependencies: dict[str, Dependency]
+
+
+# -- decoding, encoding -------------------------------------------------------------------------
+
+T = TypeVar("T")
+
+_ENCODER = msgspec.json.Encoder()
+
+
+def encode(body: Body) -> bytes:
+    """The JSON of a body (bytes as padded standard base64, defaults left out)."""
+    return _ENCODER.encode(body)
+
+
+@cache
+def _decoder(kind: type[Any]) -> msgspec.json.Decoder[Any]:
+    return msgspec.json.Decoder(kind)
+
+
+def decode(raw: bytes, kind: type[T]) -> T:
+    """``raw`` JSON as ``kind``, or ``MessageFormatError`` naming the field."""
+    try:
+        result: T = _decoder(kind).decode(raw)
+    except msgspec.ValidationError as exc:
+        raise MessageFormatError(describe(exc, kind, _Lazy(raw))) from None
+    except (msgspec.DecodeError, RecursionError):  # RecursionError: absurd nesting
+        raise MessageFormatError("the body is not valid JSON") from None
+    return result
+
+
+def convert(doc: object, kind: type[T]) -> T:
+    """An already parsed JSON value as ``kind`` (same rules as ``decode``)."""
+    try:
+        return msgspec.convert(doc, kind)
+    except msgspec.ValidationError as exc:
+        raise MessageFormatError(describe(exc, kind, doc)) from None
+
+
+# -- turning msgspec's refusal into a sentence about the field ------------------------------------
+
+
+class _Lazy:
+    """The raw body, parsed without a type only if a message needs a value's length."""
+
+    def __init__(self, raw: bytes) -> None:
+        self.raw = raw
+
+
+_AT = re.compile(r"^(?P<msg>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.S)
+_STEP = re.compile(r"\.([^.\[]+)|\[(\d+)\]")
+_MISSING = re.compile(r"Object missing required field `([^`]+)`")
+_TYPE = re.compile(r"Expected `[^`]+`, got `[^`]+`")
+_BOUND = re.compile(r"Expected `[^`]+` (?:>=|<=|>|<) ")
+_LENGTH = re.compile(r"Expected `[^`]+` of length ")
+
+
+def _steps(path: str) -> list[str | int]:
+    return [m[1] if m[1] is not None else int(m[2]) for m in _STEP.finditer(path)]
+
+
+def _label(steps: list[str | int]) -> str:
+    out = ""
+    for step in steps:
+        out += f"[{step}]" if isinstance(step, int) else (f".{step}" if out else step)
+    return out or "the body"
+
+
+def _info_at(kind: type[Any], steps: list[str | int]) -> mi.Type:
+    node: mi.Type = mi.type_info(kind)
+    for step in steps:
+        node = _unwrap(node)
+        if isinstance(step, int) and isinstance(node, mi.ListType):
+            node = node.item_type
+        elif isinstance(node, mi.StructType):
+            node = next(f.type for f in node.fields if f.encode_name == step)
+        elif isinstance(node, mi.DictType):
+            node = node.value_type
+    return node
+
+
+def _unwrap(node: mi.Type) -> mi.Type:
+    """``X | None`` → ``X`` (null is always allowed where a field is optional), and the
+    type under its documentation."""
+    while True:
+        if isinstance(node, mi.Metadata):
+            node = node.type
+            continue
+        if isinstance(node, mi.UnionType):
+            rest = [t for t in node.types if not isinstance(t, mi.NoneType)]
+            if len(rest) == 1:
+                node = rest[0]
+                continue
+        return node
+
+
+def _noun(node: mi.Type) -> str:
+    node = _unwrap(node)
+    if isinstance(node, mi.IntType):
+        return "an integer"
+    if isinstance(node, mi.BoolType):
+        return "true or false"
+    if isinstance(node, mi.StrType):
+        if node.max_length is not None:
+            return f"a string of at most {node.max_length} characters"
+        return "a string"
+    if isinstance(node, mi.BytesType):
+        return "a base64 string"
+    if isinstance(node, mi.ListType):
+        return "a JSON array"
+    if isinstance(node, (mi.StructType, mi.DictType)):
+        return "a JSON object"
+    if isinstance(node, mi.LiteralType):
+        return "one of " + ", ".join(repr(v) for v in node.values)
+    if isinstance(node, mi.UnionType):
+        return " or ".join(_noun(t) for t in node.types if not isinstance(t, mi.NoneType))
+    return "of another type"
+
+
+def _value_at(doc: object, steps: list[str | int]) -> object:
+    if isinstance(doc, _Lazy):
+        try:
+            doc = msgspec.json.decode(doc.raw)
+        except (msgspec.DecodeError, RecursionError):
+            return None
+    for step in steps:
+        if isinstance(step, int) and isinstance(doc, list) and step < len(doc):
+            doc = doc[step]
+        elif isinstance(step, str) and isinstance(doc, dict):
+            doc = doc.get(step)
+        else:
+            return None
+    return doc
+
+
+def _byte_length(value: object) -> int | None:
+    if isinstance(value, bytes):
+        return len(value)
+    if not isinstance(value, str):
+        return None
+    try:
+        return len(base64.b64decode(value, validate=True))
+    except (binascii.Error, ValueError):
+        return None
+
+
+def describe(exc: msgspec.ValidationError, kind: type[Any], doc: object = None) -> str:
+    """One sentence naming the field by its path (never its value)."""
+    match = _AT.match(str(exc))
+    assert match is not None  # the pattern matches any text
+    msg, steps = match["msg"], _steps(match["path"] or "")
+    cause = exc.__cause__
+    if isinstance(cause, FieldError):
+        return f"{_label([*steps, cause.field])} {cause.text}"
+    if missing := _MISSING.match(msg):
+        return f"{_label([*steps, missing[1]])} is required"
+    node = _unwrap(_info_at(kind, steps))
+    label = _label(steps)
+    if _TYPE.match(msg) or msg.startswith("Invalid enum value"):
+        return f"{label} must be {_noun(node)}"
+    if msg.startswith("Invalid base64"):
+        return f"{label} is not valid base64"
+    if _BOUND.match(msg) and isinstance(node, mi.IntType):
+        lo = node.ge if node.ge is not None else node.gt
+        hi = node.le if node.le is not None else node.lt
+        if lo is not None and hi is not None:
+            return f"{label} must be between {lo} and {hi}"
+        bound = f"at least {lo}" if lo is not None else f"at most {hi}"
+        return f"{label} must be {bound}"
+    if _LENGTH.match(msg):
+        if isinstance(node, mi.BytesType) and node.min_length == node.max_length:
+            got = _byte_length(_value_at(doc, steps))
+            suffix = "" if got is None else f", got {got}"
+            return f"{label} must be {node.min_length} bytes{suffix}"
+        if isinstance(node, mi.ListType) and node.min_length == 1 and node.max_length is None:
+            return f"{label} is empty"
+        if isinstance(node, mi.StrType):
+            return f"{label} must be {_noun(node)}"
+    return f"{label}: {msg[:1].lower()}{msg[1:]}"
