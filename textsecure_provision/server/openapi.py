@@ -172,8 +172,7 @@ def _operations(config: ServerConfig) -> dict[tuple[str, str], Operation]:
             (*_AUTHED, 404, 409, 410, 413),
             body=bodies.OutgoingMessages,
             params=(Param("destination", "an E.164 number or a temp channel uuid"),),
-            description="To a temp channel uuid: exactly one message, of which only body "
-            "is used.",
+            description="To a temp channel uuid: exactly one message, of which only body is used.",
         ),
         ("/v1/messages/{destination}", "DELETE"): Operation(
             "acknowledgeMessage",
@@ -221,9 +220,7 @@ def _operations(config: ServerConfig) -> dict[tuple[str, str], Operation]:
             "This document",
             None,
             basic_auth=False,
-            responses={
-                "200": {"description": "OpenAPI 3.1", "content": _json({"type": "object"})}
-            },
+            responses={"200": {"description": "OpenAPI 3.1", "content": _json({"type": "object"})}},
         ),
     }
 
@@ -321,9 +318,7 @@ def _schemas(operations: Iterable[Operation], config: ServerConfig) -> dict[str,
     _, schemas = msgspec.json.schema_components(kinds, ref_template=_REF)
     # The limits the operator sets; more prekeys → 413, more messages → 400.
     schemas["KeysUpload"]["properties"]["preKeys"]["maxItems"] = config.max_prekeys
-    schemas["OutgoingMessages"]["properties"]["messages"]["maxItems"] = (
-        config.max_messages_per_send
-    )
+    schemas["OutgoingMessages"]["properties"]["messages"]["maxItems"] = config.max_messages_per_send
     return schemas
 
 
