@@ -198,12 +198,13 @@ class KeyBundles(Body):
 
 
 class OutgoingMessage(Body):
-    """``destinationRegistrationId`` 0 or absent is not checked (§4)."""
+    """``destinationRegistrationId`` 0, null or absent is not checked, as Signal-Server does
+    (§4); the server's own time stands in for a missing ``timestamp``."""
 
     type: Int31
     destination_device_id: DeviceId
     body: Base64
-    destination_registration_id: Uint32 = 0
+    destination_registration_id: Uint32 | None = None
     timestamp: Timestamp | None = None
 
 

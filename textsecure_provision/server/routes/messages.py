@@ -66,8 +66,9 @@ async def _send_to_channel(
 async def _send_to_number(
     svc: Services, sender: DeviceRecord, number: str, outgoing: list[OutgoingMessage]
 ) -> Response:
-    """409 unless another account's sender covers every device; 410 on a registration-id
-    mismatch. The sender's own account: any subset of its other devices, never 409."""
+    """409 unless another account's sender covers every device; 410 on a non-zero
+    registration-id mismatch (0 or absent is not checked). The sender's own account: any
+    subset of its other devices, never 409."""
     if len(outgoing) > svc.config.max_messages_per_send:
         raise InvalidInputError(f"at most {svc.config.max_messages_per_send} messages per send")
     ids = [m.destination_device_id for m in outgoing]  # distinct (OutgoingMessages)
@@ -92,7 +93,8 @@ async def _send_to_number(
     stale = sorted(
         m.destination_device_id
         for m in outgoing
-        if devices[m.destination_device_id].registration_id != m.destination_registration_id
+        if m.destination_registration_id  # 0 or absent: not checked (docs/protocol.md)
+        and devices[m.destination_device_id].registration_id != m.destination_registration_id
     )
     if stale:
         raise StaleDevicesError("a destination device was re-linked", stale=stale)
