@@ -252,6 +252,51 @@ class MessageBatch(Body):
     more: bool = False
 
 
+# -- links by short code (docs/protocol.md "Links by short code"; routes/nameplates.py) --------
+
+MAX_NAMEPLATE = 999_999  # as protocol/shortcode.py parses a short code
+NameplateNumber = Annotated[int, Meta(ge=1, le=MAX_NAMEPLATE)]
+UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+
+
+class Capabilities(Body):
+    """What this server offers beyond §4 (an older server answers 404: nothing)."""
+
+    short_codes: bool
+
+
+class NameplateRequest(Body):
+    """The new device asks for a nameplate for its open temp channel."""
+
+    channel: Annotated[str, Meta(extra_json_schema={"pattern": UUID_PATTERN})]
+
+
+class Nameplate(Body):
+    """The nameplate and this side's token (as ``X-Nameplate-Token``)."""
+
+    nameplate: NameplateNumber
+    token: Base64
+    expires_in: Annotated[Count, Meta(description="seconds")]
+
+
+class NameplateClaim(Body):
+    """The master's token and the messages the new device posted so far."""
+
+    token: Base64
+    messages: list[Base64]
+
+
+class MailboxPost(Body):
+    """Messages for the other side (the relay limits their number and size: 413)."""
+
+    messages: Annotated[list[Base64], Meta(min_length=1)]
+
+
+class MailboxMessages(Body):
+    messages: list[Base64]
+    claimed: bool
+
+
 # -- answers without a body of their own, and errors ---------------------------------------------
 
 
