@@ -10,6 +10,8 @@ import json
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from starlette.routing import Route
 
 from textsecure_provision.crypto.keys import KeyPair
@@ -17,6 +19,7 @@ from textsecure_provision.errors import MessageFormatError
 from textsecure_provision.protocol import bodies
 from textsecure_provision.protocol.bodies import (
     INT63_MAX,
+    ChannelMessage,
     ChannelMessages,
     DeviceAttributes,
     IncomingMessage,
@@ -29,6 +32,7 @@ from textsecure_provision.protocol.bodies import (
     decode,
     encode,
 )
+from textsecure_provision.protocol.encoding import b64decode
 from textsecure_provision.protocol.prekeys import (
     build_keys_upload,
     generate_prekeys,
@@ -291,3 +295,31 @@ def test_a_route_without_an_operation_is_not_served_undocumented() -> None:
         openapi_document(ServerConfig(), [*_routes(), Route("/v1/nowhere", endpoint)])
     with pytest.raises(LookupError, match="operations without a served route"):
         openapi_document(ServerConfig(), _routes()[1:])
+
+
+# -- msgspec's base64 is the contract's (§2), byte for byte ------------------------------------
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.one_of(
+        st.text(alphabet="ABCDEFGHabcdefgh0189+/=-_ \n", max_size=16),
+        st.binary(max_size=12).map(lambda b: base64.b64encode(b).decode()),
+        st.binary(max_size=12).map(lambda b: base64.b64encode(b).decode().rstrip("=")),
+        st.binary(max_size=12).map(lambda b: base64.urlsafe_b64encode(b).decode()),
+    )
+)
+def test_body_base64_accepts_exactly_what_the_strict_reader_accepts(text: str) -> None:
+    try:
+        expected: bytes | None = b64decode(text)
+    except MessageFormatError:
+        expected = None
+    for read in (
+        lambda: convert({"body": text}, ChannelMessage).body,  # the client's path
+        lambda: decode(json.dumps({"body": text}).encode(), ChannelMessage).body,  # the server's
+    ):
+        try:
+            got: bytes | None = read()
+        except MessageFormatError:
+            got = None
+        assert got == expected, text
