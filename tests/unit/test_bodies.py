@@ -323,3 +323,45 @@ def test_body_base64_accepts_exactly_what_the_strict_reader_accepts(text: str) -
         except MessageFormatError:
             got = None
         assert got == expected, text
+
+
+json_values = st.recursive(
+    st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(-(2**70), 2**70),
+        st.floats(allow_nan=False),
+        st.text(max_size=8),
+        st.sampled_from([KEY, SIG, "AAAA", "AA=", SHORT_KEY, WRONG_TYPE_KEY]),
+    ),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3)
+    ),
+    max_leaves=10,
+)
+FIELDS = ["identityKey", "signedPreKey", "preKeys", "lastResortKey", "keyId", "publicKey",
+          "signature", "messages", "type", "destinationDeviceId", "destinationRegistrationId",
+          "body", "timestamp", "registrationId", "fetchesMessages", "name"]  # fmt: skip
+
+
+def near(value: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    """Objects with the declared field names, so the per-field refusals are reached."""
+    return st.dictionaries(st.sampled_from(FIELDS), value, max_size=6)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.sampled_from([KeysUpload, OutgoingMessages, ChannelMessages, DeviceAttributes]),
+    st.one_of(
+        json_values,
+        near(json_values),
+        near(near(json_values)),
+        near(st.lists(near(json_values), max_size=3)),
+    ),
+)
+def test_every_refusal_is_one_of_our_sentences(kind: type[Any], doc: Any) -> None:
+    try:
+        decode(json.dumps(doc).encode(), kind)
+    except MessageFormatError as exc:
+        # Our sentence, never msgspec's own wording (backticks, "Expected"), never a value.
+        assert "`" not in exc.message and "Expected" not in exc.message, exc.message
