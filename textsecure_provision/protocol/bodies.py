@@ -252,6 +252,21 @@ class MessageBatch(Body):
     more: bool = False
 
 
+# -- the temp channel's two frames (§4.1) ------------------------------------------------------
+
+
+class ChannelOpened(Body):
+    """The server's first frame: the channel's name (lowercase canonical uuid)."""
+
+    uuid: Annotated[str, Meta(extra_json_schema={"format": "uuid"})]
+
+
+class ChannelDelivery(Body):
+    """The one message a channel relays: the DeviceInit, then the server closes (1000)."""
+
+    message: Base64
+
+
 # -- links by short code (docs/protocol.md "Links by short code"; routes/nameplates.py) --------
 
 MAX_NAMEPLATE = 999_999  # as protocol/shortcode.py parses a short code
