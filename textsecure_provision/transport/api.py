@@ -295,6 +295,7 @@ class ApiClient:
         auth: bool = True,
         errors: ErrorMap | None = None,
         body: bodies.Body | None = None,
+        headers: Mapping[str, str] | None = None,
         params: Mapping[str, str] | None = None,
         timeout: httpx.Timeout | None = None,
     ) -> T:
@@ -304,9 +305,12 @@ class ApiClient:
             if self.credentials is None:
                 raise AuthError(f"{what}: this device has no credentials")
             kwargs["auth"] = httpx.BasicAuth(self.credentials.username, self.credentials.password)
+        sent = dict(headers or {})
         if body is not None:
             kwargs["content"] = bodies.encode(body)
-            kwargs["headers"] = {"Content-Type": "application/json"}
+            sent["Content-Type"] = "application/json"
+        if sent:
+            kwargs["headers"] = sent
         if params:
             kwargs["params"] = params
         if timeout is not None:
