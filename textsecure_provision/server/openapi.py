@@ -36,7 +36,7 @@ _STATUS_TEXT = {
     404: "Not found",
     405: "Method not allowed",
     409: "Conflict",
-    410: "Stale devices: a registration id changed",
+    410: "Stale devices: a registration id changed; or a burned nameplate",
     411: "Device limit reached",
     413: "Too large",
     426: "A websocket upgrade is needed",
@@ -243,8 +243,8 @@ def _error_responses(errors: Iterable[int]) -> dict[str, Any]:
         entry: dict[str, Any] = {"description": _STATUS_TEXT[status]}
         if status == 409:
             entry["content"] = _json({"anyOf": [_ref("MismatchedDevices"), _ref("Error")]})
-        elif status == 410:
-            entry["content"] = _json(_ref("StaleDevices"))
+        elif status == 410:  # stale devices (messages), or a burned nameplate (short codes)
+            entry["content"] = _json({"anyOf": [_ref("StaleDevices"), _ref("Error")]})
         else:
             entry["content"] = _json(_ref("Error"))
         if status == 429:
