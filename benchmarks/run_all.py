@@ -366,7 +366,10 @@ def main() -> int:
             rows.append((bench.key, bench.title, "did not run", "", "MISSED"))
             all_ok = False
             continue
-        figure, target, met = bench.parse(result)
+        try:
+            figure, target, met = bench.parse(result)
+        except (KeyError, TypeError, ValueError) as exc:  # a benchmark changed its output
+            figure, target, met = f"unreadable result ({type(exc).__name__}: {exc})", "", False
         verdict = "" if met is None else ("MET" if met else "MISSED")
         result["ok"] = met
         result.setdefault("summary", f"{bench.key} {figure}; target {target}  {verdict}".rstrip())
