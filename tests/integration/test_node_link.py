@@ -109,3 +109,30 @@ async def test_a_link_that_cannot_connect_refuses_to_start(tmp_path: Path) -> No
     with pytest.raises(ConnectionError):
         await link.start(0.5)
     assert not link.up
+
+
+async def test_a_delivery_is_true_once_any_receiver_delivered_else_false_after_all() -> None:
+    """Two nodes that clashed on a tag both answer a delivery request (fanout/redis.py):
+    True as soon as one delivered; False only once every receiver PUBLISH counted said no,
+    whether the answers come before or after that count."""
+    from textsecure_provision.server.fanout.redis import _Delivery
+
+    early_no = _Delivery()
+    early_no.answer(False)
+    early_no.expect(2)
+    assert not early_no.done.done()  # one of two answered no: the other may deliver
+    early_no.answer(True)
+    assert early_no.done.result() is True
+    all_no = _Delivery()
+    all_no.expect(2)
+    all_no.answer(False)
+    assert not all_no.done.done()
+    all_no.answer(False)
+    assert all_no.done.result() is False
+    before_count = _Delivery()
+    before_count.answer(False)
+    before_count.expect(1)  # the answer raced the PUBLISH reply
+    assert before_count.done.result() is False
+    nobody = _Delivery()
+    nobody.expect(0)
+    assert nobody.done.result() is False
