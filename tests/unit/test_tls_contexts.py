@@ -26,3 +26,17 @@ async def test_an_http_client_never_loads_a_ca_bundle(monkeypatch: pytest.Monkey
     monkeypatch.setattr(certifi, "where", no_bundle)
     client = ApiClient("http://127.0.0.1:9")
     await client.aclose()
+
+
+def test_the_transport_imports_httpx_without_its_command_line() -> None:
+    """A fresh interpreter: importing our HTTP client must not load httpx's CLI (rich)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, textsecure_provision.transport.api as a; "
+        "print(a.httpx.AsyncClient is not None, 'rich' in sys.modules, "
+        "'httpx._main' in sys.modules and hasattr(sys.modules['httpx._main'], 'console'))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["True", "False", "False"]

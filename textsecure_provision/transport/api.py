@@ -22,8 +22,6 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import quote
 
-import httpx
-
 from textsecure_provision import __version__
 from textsecure_provision.clock import now_ms
 from textsecure_provision.errors import (
@@ -59,6 +57,7 @@ from textsecure_provision.protocol.bodies import (
     PreKeyCount,
     ProvisioningCode,
 )
+from textsecure_provision.transport.lean_httpx import httpx
 from textsecure_provision.transport.tls import make_ssl_context, plain_http_context
 
 log = logging.getLogger(__name__)
