@@ -86,7 +86,11 @@ async def _idle_holder(host: str, port: int, target: int, stats: dict[str, int])
         missing = target - _Idle.open
         batch = []
         for _ in range(min(missing, 200)):
-            batch.append(loop.create_connection(_Idle, host, port, local_addr=(ATTACKER, 0)))
+            batch.append(
+                asyncio.wait_for(
+                    loop.create_connection(_Idle, host, port, local_addr=(ATTACKER, 0)), 5
+                )
+            )
         for done in await asyncio.gather(*batch, return_exceptions=True):
             if isinstance(done, BaseException):
                 stats["idle_refused"] += 1
