@@ -713,12 +713,11 @@ class ChannelSocket(asyncio.Protocol):
         ws = self._ws = Protocol(
             Side.SERVER, state=State.OPEN, max_size=MAX_CLIENT_FRAME_BYTES, logger=_ws_log
         )
-        self._write(
+        ws.send_text(f'{{"uuid":"{channel_id}"}}'.encode())  # the id is [0-9a-f-]: no escaping
+        self._flush(  # the 101 and the uuid frame in one write
             b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\n"
             b"sec-websocket-accept: " + accept_key(key) + b"\r\n\r\n"
         )
-        ws.send_text(f'{{"uuid":"{channel_id}"}}'.encode())  # the id is [0-9a-f-]: no escaping
-        self._flush()
         self._timer = asyncio.get_running_loop().call_later(ttl, self._expire)
         if self._buf:  # the client spoke before it saw the uuid
             early, self._buf = self._buf, b""
@@ -839,17 +838,22 @@ class ChannelSocket(asyncio.Protocol):
         return True
 
     # -- plumbing ----------------------------------------------------------------------------------
-    def _flush(self) -> None:
-        """Write what the websocket protocol has queued; its end-of-stream closes TCP."""
+    def _flush(self, head: bytes = b"") -> None:
+        """Write what the websocket protocol has queued (after ``head``), in one write: one
+        system call, and one packet for the client, per flush; its end-of-stream closes
+        TCP."""
         ws = self._ws
         if ws is None:
             return
         eof = False
+        chunks = [head] if head else []
         for chunk in ws.data_to_send():
             if chunk is SEND_EOF or not chunk:
                 eof = True
             else:
-                self._write(chunk)
+                chunks.append(chunk)
+        if chunks:
+            self._write(chunks[0] if len(chunks) == 1 else b"".join(chunks))
         if eof:
             if self._phase is Phase.CLOSING:
                 self._go(Event.CLIENT_CLOSED if ws.close_rcvd is not None else Event.FAIL)
