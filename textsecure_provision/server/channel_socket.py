@@ -839,9 +839,10 @@ class ChannelSocket(asyncio.Protocol):
 
     # -- plumbing ----------------------------------------------------------------------------------
     def _flush(self, head: bytes = b"") -> None:
-        """Write what the websocket protocol has queued (after ``head``), in one write: one
-        system call, and one packet for the client, per flush; its end-of-stream closes
-        TCP."""
+        """Write what the websocket protocol has queued, frame by frame (joining frames
+        changed how a pong flood meets the write-buffer bound: test_hostile_sockets);
+        ``head`` (the 101) goes in one write with the first frame (the uuid). Its
+        end-of-stream closes TCP."""
         ws = self._ws
         if ws is None:
             return
@@ -852,8 +853,11 @@ class ChannelSocket(asyncio.Protocol):
                 eof = True
             else:
                 chunks.append(chunk)
-        if chunks:
-            self._write(chunks[0] if len(chunks) == 1 else b"".join(chunks))
+        if head and chunks:  # the handshake and the uuid frame: one write, one packet
+            first = chunks.pop(0)
+            chunks[0:1] = [first + chunks[0]] if chunks else [first]
+        for chunk in chunks:
+            self._write(chunk)
         if eof:
             if self._phase is Phase.CLOSING:
                 self._go(Event.CLIENT_CLOSED if ws.close_rcvd is not None else Event.FAIL)
