@@ -206,7 +206,7 @@ def test_flows_import_no_circle() -> None:
 def test_unit_tests_start_no_server() -> None:
     """Server-backed tests live in tests/integration (or hardening, e2e), not in tests/unit."""
     # The project's server, that is: a scripted loopback peer (asyncio, websockets) is a unit's.
-    starts = re.compile(r"ServerConfig\(|create_app\(|import uvicorn|ProvisionServer\(|"
+    starts = re.compile(r"create_app\(|import uvicorn|ProvisionServer\(|"
                         r"(?<!asyncio\.)start_server\(|LiveServer\(|running_server\(")
     offenders = [
         p.name

@@ -47,7 +47,7 @@ from textsecure_provision.errors import (
     SessionError,
 )
 from textsecure_provision.flows.ui import Ui
-from textsecure_provision.protocol.encoding import b64decode
+from textsecure_provision.protocol.bodies import IncomingMessage, convert
 from textsecure_provision.protocol.messages import (
     ControlType,
     DeviceControlMessage,
@@ -87,24 +87,16 @@ class Incoming:
     body: bytes = field(repr=False)
 
 
-def _int(doc: dict[str, Any], name: str) -> int:
-    value = doc.get(name)
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise MessageFormatError(f"the message's {name!r} is not an integer")
-    return value
-
-
 def parse_incoming(doc: dict[str, Any]) -> Incoming:
-    source = doc.get("source")
-    if not isinstance(source, str):
-        raise MessageFormatError("the message has no 'source'")
+    """One message of the batch, decoded on its own: a malformed one is dropped alone."""
+    message = convert(doc, IncomingMessage)
     return Incoming(
-        guid=str(doc.get("guid")),
-        msg_type=_int(doc, "type"),
-        source=source,
-        source_device=_int(doc, "sourceDevice"),
-        timestamp=_int(doc, "timestamp"),
-        body=b64decode(doc.get("body"), name="body"),
+        guid=message.guid,
+        msg_type=message.type,
+        source=message.source,
+        source_device=message.source_device,
+        timestamp=message.timestamp,
+        body=message.body,
     )
 
 

@@ -31,8 +31,6 @@ from typing import TYPE_CHECKING, Any
 from textsecure_provision.clock import now_ms
 from textsecure_provision.crypto.keys import PublicKey, Rng
 from textsecure_provision.errors import (
-    InvalidInputError,
-    MessageFormatError,
     MismatchedDevicesError,
     NotFoundError,
     ProvisionError,
@@ -40,7 +38,7 @@ from textsecure_provision.errors import (
     StaleDevicesError,
 )
 from textsecure_provision.flows.ui import Ui
-from textsecure_provision.protocol.encoding import b64decode, b64encode
+from textsecure_provision.protocol.bodies import KeyBundles, OutgoingMessage
 from textsecure_provision.protocol.messages import (
     ControlType,
     DeviceControlMessage,
@@ -61,46 +59,27 @@ ANNOUNCE_HINT = (
 )
 
 
-# -- bundles (the JSON of GET /v1/keys/{number}/{device}, §4) ------------------------------------
+# -- bundles (GET /v1/keys/{number}/{device}, §4; decoded by the transport) -------------------
 
 
-def _field(doc: Any, name: str, kind: type) -> Any:
-    value = doc.get(name) if isinstance(doc, dict) else None
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise MessageFormatError(f"the server's key bundle lacks a valid {name!r}")
-    return value
-
-
-def _key(doc: Any, name: str) -> PublicKey:
-    try:
-        return PublicKey.from_bytes(b64decode(_field(doc, name, str), name=name), name=name)
-    except InvalidInputError as exc:
-        raise MessageFormatError(f"the server's key bundle holds a bad {name!r}") from exc
-
-
-def parse_key_bundles(doc: Any, expected_identity: PublicKey) -> dict[int, PreKeyBundle]:
+def parse_key_bundles(doc: KeyBundles, expected_identity: PublicKey) -> dict[int, PreKeyBundle]:
     """Device id → ``PreKeyBundle``. Every device of one account shares its identity key (§7),
     so a bundle with another identity key is refused (``SessionError``): it is not ours."""
-    identity = _key(doc, "identityKey")
+    identity = PublicKey.from_bytes(doc.identity_key, name="identityKey")
     if identity != expected_identity:
         raise SessionError("the server's key bundle does not carry this account's identity key")
     out: dict[int, PreKeyBundle] = {}
-    for device in _field(doc, "devices", list):
-        spk = _field(device, "signedPreKey", dict)
-        pre = device.get("preKey") if isinstance(device, dict) else None
-        try:
-            bundle = PreKeyBundle(
-                identity_key=identity,
-                registration_id=_field(device, "registrationId", int),
-                signed_prekey_id=_field(spk, "keyId", int),
-                signed_prekey=_key(spk, "publicKey"),
-                signed_prekey_signature=b64decode(_field(spk, "signature", str), name="signature"),
-                prekey_id=None if pre is None else _field(pre, "keyId", int),
-                prekey=None if pre is None else _key(pre, "publicKey"),
-            )
-        except ValueError as exc:
-            raise MessageFormatError("the server's key bundle holds a bad id") from exc
-        out[_field(device, "deviceId", int)] = bundle
+    for device in doc.devices:
+        spk, pre = device.signed_pre_key, device.pre_key
+        out[device.device_id] = PreKeyBundle(
+            identity_key=identity,
+            registration_id=device.registration_id,
+            signed_prekey_id=spk.key_id,
+            signed_prekey=PublicKey.from_bytes(spk.public_key, name="publicKey"),
+            signed_prekey_signature=spk.signature,
+            prekey_id=None if pre is None else pre.key_id,
+            prekey=None if pre is None else PublicKey.from_bytes(pre.public_key, name="publicKey"),
+        )
     return out
 
 
@@ -178,7 +157,7 @@ class _Send:
     rng: Rng
     plaintext: bytes = field(repr=False)
     timestamp: int
-    entries: dict[int, dict[str, Any]] = field(default_factory=dict)
+    entries: dict[int, OutgoingMessage] = field(default_factory=dict)
     types: dict[int, int] = field(default_factory=dict)
     rebuilt: set[int] = field(default_factory=set)
     gone: set[int] = field(default_factory=set)
@@ -207,13 +186,13 @@ class _Send:
             msg_type, body = encrypt(session, self.plaintext)
             book.put(number, device_id, session)
             self.types[device_id] = msg_type
-            self.entries[device_id] = {
-                "type": msg_type,
-                "destinationDeviceId": device_id,
-                "destinationRegistrationId": session.remote_registration_id,
-                "body": b64encode(body),
-                "timestamp": self.timestamp,
-            }
+            self.entries[device_id] = OutgoingMessage(
+                type=msg_type,
+                destination_device_id=device_id,
+                destination_registration_id=session.remote_registration_id,
+                body=body,
+                timestamp=self.timestamp,
+            )
 
     def forget(self, book: SessionBook, devices: Iterable[int]) -> None:
         for device_id in devices:

@@ -74,17 +74,13 @@ def build_limiter(config: ServerConfig) -> RateLimiter:
 
 
 class RelayApp(Starlette):
-    """Starlette, except that the temp websocket is served as plain ASGI before the
-    middleware stack: an idle channel then holds no middleware or router frames
-    (routes/channels.py says why that matters); and ``PUT /v1/messages/{destination}``,
-    half of every rendezvous, skips the router's layers (fastpath.py says what still runs)."""
+    """Starlette, except that ``PUT /v1/messages/{destination}``, half of every rendezvous,
+    skips the router's layers (fastpath.py says what still runs). The temp websocket never
+    reaches the app: channel_socket.py serves it in front of uvicorn."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and fastpath.is_message_put(scope):
             await fastpath.serve(self, scope, receive, send)
-            return
-        if scope["type"] == "websocket" and scope["path"] == channels.PATH:
-            await channels.serve_channel(self.state.services, scope, receive, send)
             return
         await super().__call__(scope, receive, send)
 

@@ -10,6 +10,7 @@ import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 from starlette.requests import HTTPConnection
 
@@ -18,7 +19,7 @@ from textsecure_provision.errors import AuthError
 from textsecure_provision.server.auth import PasswordVerifier, parse_basic_auth
 from textsecure_provision.server.codes import CodeDelivery, LogDelivery
 from textsecure_provision.server.config import ServerConfig
-from textsecure_provision.server.fanout.base import FanOut
+from textsecure_provision.server.fanout.base import ChannelId, FanOut
 from textsecure_provision.server.limits import Limits
 from textsecure_provision.server.metrics import Metrics
 from textsecure_provision.server.storage.base import Storage, StoredDevice
@@ -66,6 +67,9 @@ class Services:
     delivery: CodeDelivery = field(default_factory=LogDelivery)  # registration codes
     clock_ms: Callable[[], int] = now_ms
     stopping: bool = False
+    # Called as ``hook(channel_id, how)`` when a temp channel ends (channel_socket.ChannelEnd
+    # says how); synchronous, on the event loop: spawn a task for anything slow.
+    channel_ended: list[Callable[[ChannelId, Any], None]] = field(default_factory=list)
 
     def begin_shutdown(self) -> None:
         """Called as the server starts to stop: long-polls answer now instead of waiting."""
