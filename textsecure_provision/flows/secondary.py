@@ -33,6 +33,7 @@ from textsecure_provision.errors import (
 from textsecure_provision.flows.config import FlowConfig
 from textsecure_provision.flows.hooks import LinkedHook
 from textsecure_provision.flows.keys import generate_device_keys, new_password, new_registration_id
+from textsecure_provision.flows.shortcode import CodeOffers
 from textsecure_provision.flows.ui import Ui
 from textsecure_provision.protocol.encoding import parse_phone_number
 from textsecure_provision.protocol.link import ProvisioningLink, build_link
@@ -54,6 +55,8 @@ class ListenOptions:
     expect_number: str | None = None
     no_verify: bool = False
     name: str | None = None
+    short_code: bool = True  # also offer a code for `provision master --code` (flows/shortcode.py)
+    code_words: int = 2
 
 
 @dataclass(frozen=True)
@@ -120,31 +123,37 @@ async def _receive_device_init(
     loop = asyncio.get_running_loop()
     deadline = loop.time() + options.timeout_s
     renewed = False
-    while True:
-        remaining = deadline - loop.time()
-        if remaining <= 0:
-            raise TimedOutError(f"no device linked this one within {options.timeout_s:.0f} s")
-        # A new channel gets a new ephemeral key: an old QR must never open a new channel.
-        link_state = SecondaryLink.start(trusted, rng)
-        async with await TempChannel.open(server, ca_file=config.ca_file) as channel:
-            link = build_link(ProvisioningLink(channel.uuid, server, link_state.ephemeral.public))
-            ui.channel_opened(
-                link,
-                channel_uuid=channel.uuid,
-                expires_in=min(ASSUMED_CHANNEL_TTL_S, remaining),
-                deadline_in=remaining,
-                renewed=renewed,
-            )
-            try:
-                body = await asyncio.wait_for(channel.receive(), remaining)
-            except TimeoutError:
-                raise TimedOutError(
-                    f"no device linked this one within {options.timeout_s:.0f} s"
-                ) from None
-        if body is not None:
-            return link_state, body
-        log.info("channel %s expired; opening a new one", channel.uuid)
-        renewed = True
+    async with CodeOffers(config, server, words=options.code_words, rng=rng) as codes:
+        while True:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise TimedOutError(f"no device linked this one within {options.timeout_s:.0f} s")
+            # A new channel gets a new ephemeral key: an old QR must never open a new channel.
+            link_state = SecondaryLink.start(trusted, rng)
+            async with await TempChannel.open(server, ca_file=config.ca_file) as channel:
+                public = link_state.ephemeral.public
+                link = build_link(ProvisioningLink(channel.uuid, server, public))
+                offer = await codes.offer(channel.uuid, public) if options.short_code else None
+                ui.channel_opened(
+                    link,
+                    channel_uuid=channel.uuid,
+                    expires_in=min(ASSUMED_CHANNEL_TTL_S, remaining),
+                    deadline_in=remaining,
+                    renewed=renewed,
+                    code=offer.code.text if offer is not None else None,
+                )
+                try:
+                    body = await asyncio.wait_for(
+                        codes.receive(channel.receive(), offer), remaining
+                    )
+                except TimeoutError:
+                    raise TimedOutError(
+                        f"no device linked this one within {options.timeout_s:.0f} s"
+                    ) from None
+            if body is not None:
+                return link_state, body
+            log.info("channel %s expired; opening a new one", channel.uuid)
+            renewed = True
 
 
 def _open(link_state: SecondaryLink, device_init: bytes) -> OpenedInit:

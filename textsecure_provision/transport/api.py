@@ -285,6 +285,10 @@ class ApiClient:
     async def ack_message(self, guid: str) -> None:
         await self._call("DELETE", f"/v1/messages/{_seg(guid)}", what="acknowledging a message")
 
+    async def call(self, method: str, path: str, **kw: Any) -> Any:
+        """One request with this client's error mapping (for transport/nameplates.py)."""
+        return await self._call(method, path, **kw)
+
     # -- the one place statuses become errors -------------------------------------------------
     async def _call(
         self,
@@ -297,8 +301,11 @@ class ApiClient:
         json: Any = None,
         params: Mapping[str, str] | None = None,
         timeout: httpx.Timeout | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> Any:
         kwargs: dict[str, Any] = {}
+        if headers:
+            kwargs["headers"] = dict(headers)
         if auth:
             if self.credentials is None:
                 raise AuthError(f"{what}: this device has no credentials")
