@@ -115,7 +115,9 @@ def seal_with(
     body = bytes((VERSION,)) + iv + encryptor.update(padded) + encryptor.finalize()
     mac = hmac.new(keys.mac_key, body, sha256).digest()
     return SealedEnvelope(
-        secret, ephemeral.public, their_key,
+        secret,
+        ephemeral.public,
+        their_key,
         master_ephemeral=ephemeral.public,
         identity_key_message=body + mac,
     )

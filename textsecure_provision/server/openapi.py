@@ -12,6 +12,7 @@ from typing import Any
 
 from textsecure_provision import __version__
 from textsecure_provision.server.config import ServerConfig
+from textsecure_provision.server.openapi_nameplates import nameplate_paths, nameplate_schemas
 
 E164 = r"^\+[0-9]{8,15}$"
 UUID = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
@@ -28,7 +29,7 @@ _STATUS_TEXT = {
     404: "Not found",
     405: "Method not allowed",
     409: "Conflict",
-    410: "Stale devices: a registration id changed",
+    410: "Stale devices: a registration id changed; or a burned nameplate",
     411: "Device limit reached",
     413: "Too large",
     426: "A websocket upgrade is needed",
@@ -54,8 +55,8 @@ def _responses(ok: dict[str, Any] | None, *errors: int, ok_status: int = 200) ->
         entry: dict[str, Any] = {"description": _STATUS_TEXT[status]}
         if status == 409:
             entry["content"] = _json({"anyOf": [_ref("MismatchedDevices"), _ref("Error")]})
-        elif status == 410:
-            entry["content"] = _json(_ref("StaleDevices"))
+        elif status == 410:  # stale devices (messages), or a burned nameplate
+            entry["content"] = _json({"anyOf": [_ref("StaleDevices"), _ref("Error")]})
         else:
             entry["content"] = _json(_ref("Error"))
         if status == 429:
@@ -467,6 +468,9 @@ def openapi_document(config: ServerConfig) -> dict[str, Any]:
             }
         },
     }
+    # Links by short code (routes/nameplates.py), described in their own module.
+    schemas.update(nameplate_schemas())
+    paths.update(nameplate_paths(config, _responses, _ref, body, _BASIC))
     return {
         "openapi": "3.1.0",
         "info": {
