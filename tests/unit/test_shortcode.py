@@ -237,7 +237,7 @@ def test_a_forged_secondary_confirmation_fails_at_the_master() -> None:
     s, m = pair(code)
     answer = m.receive(s.start()[0])
     s.receive(answer[0])
-    confirm, link = s.receive(answer[1])
+    confirm, _link = s.receive(answer[1])
     with pytest.raises(WrongShortCodeError):
         m.receive(confirm[:-1] + bytes([confirm[-1] ^ 1]))
     assert m.state is CodeState.FAILED and m.link is None
