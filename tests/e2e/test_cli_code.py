@@ -176,3 +176,53 @@ def test_code_line_on_an_80x24_terminal(master: Account, tmp_path: Path) -> None
     ]
     assert found, "\n".join(visible)
     assert all(len(line) <= 80 for line in found)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="needs a POSIX pty")
+def test_master_code_alone_asks_on_a_terminal(master: Account, tmp_path: Path, background) -> None:
+    import pty
+    import select
+
+    secondary = background(
+        "secondary", "--json", "--expect-number", master.number, home=tmp_path / "s",
+        server=master.server,
+    )  # fmt: skip
+    code = secondary.wait_event("channel_opened")["code"]
+    leader, follower = pty.openpty()
+    env = cli_env(master.home, None, NO_COLOR="1", TERM="xterm")
+    proc = subprocess.Popen(
+        provision_args("master", "--code", "--yes"),
+        stdin=follower, stdout=follower, stderr=follower, env=env, close_fds=True,
+    )  # fmt: skip
+    os.close(follower)
+    screen = ""
+    try:
+        deadline = time.monotonic() + 60
+        sent = False
+        while proc.poll() is None:
+            assert time.monotonic() < deadline, screen[-2000:]
+            if select.select([leader], [], [], 0.2)[0]:
+                try:
+                    screen += os.read(leader, 65536).decode("utf-8", errors="replace")
+                except OSError:  # EIO: the child closed the terminal
+                    break
+            if not sent and "Type the code" in screen:
+                os.write(leader, (code + "\n").encode())
+                sent = True
+        assert proc.wait(timeout=30) == 0, screen[-2000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(leader)
+    assert "Confirmation code:" in screen
+    assert secondary.wait() == 0, secondary.stderr()
+
+
+def test_word_completion() -> None:
+    from textsecure_provision.cli.shortcode import completions
+
+    assert completions("7-rev") == ["7-revenge"]
+    assert completions("7-revenge-ti") == ["7-revenge-tiger", "7-revenge-tissue"]
+    assert completions("7") == []  # the number is not completed
+    assert completions("7-qqq") == []
