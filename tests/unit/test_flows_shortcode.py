@@ -170,3 +170,22 @@ async def test_server_without_short_codes(tmp_path: Path) -> None:
         assert "does not offer links by short code" in err.value.message
         # The QR path still works on that server.
         listening.cancel()
+
+
+async def test_a_renewed_channel_gets_a_new_code(tmp_path: Path) -> None:
+    async with running_server(tmp_path, channel_ttl_s=3) as url:
+        master = await register_master(url, tmp_path)
+        secondary = FlowConfig(data_dir=str(tmp_path / "secondary"), server_url=url)
+        s_ui = CodeUi()
+        listening = asyncio.create_task(
+            listen_secondary(secondary, s_ui, ListenOptions(expect_number=NUMBER))
+        )
+        first = await asyncio.wait_for(s_ui.codes.get(), 10)
+        second = await asyncio.wait_for(s_ui.codes.get(), 10)  # after the first channel expired
+        assert first and second and first != second
+        assert s_ui.fields("channel_renewed")["code"] == second
+        # Quick, before this channel expires too: the new code links.
+        result = await link_master_by_code(master, RecordingUi(), second)
+        record = await asyncio.wait_for(listening, 10)
+        assert isinstance(record, DeviceRecord)
+        assert result.channel_uuid == s_ui.fields("channel_renewed")["channel_uuid"]

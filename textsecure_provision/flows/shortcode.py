@@ -117,7 +117,20 @@ class CodeOffers:
         return Offer(code, got.ticket, exchange)
 
     async def serve(self, offer: Offer) -> None:
-        """Answer the master until the exchange is done; raise if the code was wrong."""
+        """Answer the master until the exchange is done; raise if the code was wrong.
+
+        Any other failure only ends the code (the QR code still works): the nameplate
+        gone with its expiring channel (404, which may come before the channel's own
+        close), or the server unreachable for a moment.
+        """
+        try:
+            await self._serve(offer)
+        except (WrongShortCodeError, ShortCodeMessageError):
+            raise
+        except ProvisionError as exc:
+            log.info("the short code ended: %s", exc.message)
+
+    async def _serve(self, offer: Offer) -> None:
         after = 0
         while offer.exchange.state is not CodeState.DONE:
             try:

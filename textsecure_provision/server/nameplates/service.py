@@ -14,7 +14,6 @@ import secrets
 from dataclasses import dataclass
 
 from textsecure_provision.errors import (
-    AuthError,
     ChannelGoneError,
     ConflictError,
     NameplateBurnedError,
@@ -44,7 +43,12 @@ _ERRORS = {
     Outcome.GONE: (NameplateGoneError, "no open short code with this number"),
     Outcome.CLAIMED: (NameplateClaimedError, "this short code was already used"),
     Outcome.BURNED: (NameplateBurnedError, "this short code is burned: a wrong code was tried"),
-    Outcome.UNAUTHORIZED: (AuthError, "wrong or missing nameplate token"),
+    # A token of no side: most likely one of an earlier allocation of this number, whose
+    # nameplate is gone (the number was reused); to its holder, the nameplate is gone.
+    Outcome.UNAUTHORIZED: (
+        NameplateGoneError,
+        "no open short code with this number for this token",
+    ),
     Outcome.FULL: (TooLargeError, "the nameplate's mailbox is full"),
 }
 
