@@ -117,7 +117,11 @@ class CliUi:
             )
         )
         if code is not None:
-            self.out.info(self._labelled(code_line(code)))
+            line = self._labelled(code_line(code))
+            if self.out.json_mode and _isatty(sys.stderr):
+                self.out.stderr(line)  # a person reads this terminal, as the QR code above
+            else:
+                self.out.info(line)
         if not self.out.json_mode and _isatty(sys.stderr):
             self._start_countdown(expires_in, deadline_in)
 

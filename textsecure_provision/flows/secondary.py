@@ -38,6 +38,7 @@ from textsecure_provision.flows.ui import Ui
 from textsecure_provision.protocol.encoding import parse_phone_number
 from textsecure_provision.protocol.link import ProvisioningLink, build_link
 from textsecure_provision.protocol.provisioning import OpenedInit, SecondaryLink
+from textsecure_provision.protocol.shortcode import DEFAULT_WORDS
 from textsecure_provision.store import DeviceRecord, PendingLink
 from textsecure_provision.transport.api import ApiClient, Credentials
 from textsecure_provision.transport.channel import TempChannel
@@ -56,7 +57,7 @@ class ListenOptions:
     no_verify: bool = False
     name: str | None = None
     short_code: bool = True  # also offer a code for `provision master --code` (flows/shortcode.py)
-    code_words: int = 2
+    code_words: int = DEFAULT_WORDS
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,6 @@ from textsecure_provision.flows.master import MasterLinkResult, link_master
 from textsecure_provision.flows.ui import Ui
 from textsecure_provision.protocol.link import build_link
 from textsecure_provision.protocol.shortcode import (
-    DEFAULT_WORDS,
     CodeState,
     MasterCodeExchange,
     SecondaryCodeExchange,
@@ -67,7 +66,8 @@ SECONDARY_WRONG_CODE_HINT = (
 )
 MASTER_WRONG_CODE_HINT = (
     "The code is burned now: nothing was sent. Restart `provision secondary` on the new "
-    "device and type its new code."
+    "device and type its new code; check that both devices name this account's server "
+    "with the same URL (--server), since the code is bound to it."
 )
 
 # -- the new device -----------------------------------------------------------------------------
@@ -171,9 +171,9 @@ class CodeOffers:
         serving = asyncio.ensure_future(self.serve(offer))
         try:
             done, _ = await asyncio.wait({receiving, serving}, return_when=asyncio.FIRST_COMPLETED)
-            if serving in done and serving.exception() is not None:
-                receiving.cancel()
-                raise serving.exception()  # type: ignore[misc]
+            failure = serving.exception() if serving in done else None
+            if failure is not None:
+                raise failure
             return await receiving
         finally:
             for task in (receiving, serving):
@@ -243,6 +243,3 @@ async def link_master_by_code(
     async with api_for(record, config) as api:
         link_text = await learn_link_by_code(api, code, record.server, rng)
     return await link_master(config, ui, link_text, rng=rng, on_sent=on_sent)
-
-
-__all__ = ["DEFAULT_WORDS", "CodeOffers", "Offer", "learn_link_by_code", "link_master_by_code"]
