@@ -31,7 +31,7 @@ def wrong_secret(code: str) -> str:
     return "-".join([nameplate, WORDS[(WORDS.index(first) + 1) % len(WORDS)], *rest])
 
 
-def test_link_by_code_with_two_clis(master: Account, tmp_path: Path, background) -> None:
+def test_link_by_code_with_two_clis(server, master: Account, tmp_path: Path, background) -> None:
     home = tmp_path / "secondary"
     secondary = background(
         "secondary", "--json", "--expect-number", master.number, home=home, server=master.server
@@ -69,6 +69,10 @@ def test_link_by_code_with_two_clis(master: Account, tmp_path: Path, background)
     whoami = run("whoami", "--json", home=home).events()[0]
     assert (whoami["number"], whoami["device_id"]) == (master.number, 2)
     assert [e["event"] for e in secondary.seen] == [e["event"] for e in qr_side.seen]
+    # The secret words reach no log: not the server's, not the clients' stderr.
+    words = opened["code"].split("-")[1:]
+    for text in (server.log(), secondary.stderr(), linked.stderr):
+        assert not any(f"-{w}" in text or f" {w}" in text for w in words), text[-2000:]
 
 
 def test_human_output_shows_the_code_line(master: Account, tmp_path: Path, background) -> None:
