@@ -321,3 +321,14 @@ def test_channel_uuid_travels_canonical() -> None:
     m = MasterCodeExchange(code, SERVER + "/", seeded(3))
     run(s, m)
     assert m.link is not None and m.link.channel_uuid == str(uuid.UUID(CHANNEL))
+
+
+def test_docs_list_every_transition() -> None:
+    from pathlib import Path
+
+    from textsecure_provision.protocol.shortcode import CODE_TRANSITIONS
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "protocol.md").read_text()
+    for (role, state, frame), following in CODE_TRANSITIONS.items():
+        row = f"| {role} | `{state.name}` | {frame.name} | `{following.name}` |"
+        assert row in doc, row

@@ -178,7 +178,7 @@ class CodeState(enum.Enum):
 
 
 # (role, state, frame type) → next state. Every transition of both machines is here.
-_TRANSITIONS: dict[tuple[str, CodeState, FrameType], CodeState] = {
+CODE_TRANSITIONS: dict[tuple[str, CodeState, FrameType], CodeState] = {
     ("secondary", CodeState.WAIT_PAKE, FrameType.PAKE): CodeState.WAIT_CONFIRM,
     ("secondary", CodeState.WAIT_CONFIRM, FrameType.CONFIRM): CodeState.DONE,
     ("master", CodeState.WAIT_PAKE, FrameType.PAKE): CodeState.WAIT_CONFIRM,
@@ -212,7 +212,7 @@ class _Exchange:
             raise ShortCodeMessageError(f"no more messages expected ({self.state.name})")
         try:
             frame = decode_frame(data)
-            following = _TRANSITIONS.get((self.role, self.state, frame.type))
+            following = CODE_TRANSITIONS.get((self.role, self.state, frame.type))
             if following is None:
                 raise ShortCodeMessageError(
                     f"a {frame.type.name} message arrived out of order ({self.state.name})"
