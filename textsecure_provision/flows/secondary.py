@@ -82,7 +82,11 @@ async def listen_secondary(
     store.require_no_record()
     server = config.require_server()
     trusted = (server, *config.trusted_servers)
-    link_state, device_init = await _receive_device_init(config, ui, server, trusted, options, rng)
+    words = options.code_words if options.short_code else 0  # 0: no short codes
+    async with CodeOffers(config, server, words=words, rng=rng) as codes:
+        link_state, device_init = await _receive_device_init(
+            config, ui, server, trusted, options, rng, codes
+        )
     opened = _open(link_state, device_init)
     _announce(ui, opened)
     if options.no_verify:
@@ -120,41 +124,38 @@ async def _receive_device_init(
     trusted: tuple[str, ...],
     options: ListenOptions,
     rng: Rng,
+    codes: CodeOffers,
 ) -> tuple[SecondaryLink, bytes]:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + options.timeout_s
     renewed = False
-    async with CodeOffers(config, server, words=options.code_words, rng=rng) as codes:
-        while True:
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                raise TimedOutError(f"no device linked this one within {options.timeout_s:.0f} s")
-            # A new channel gets a new ephemeral key: an old QR must never open a new channel.
-            link_state = SecondaryLink.start(trusted, rng)
-            async with await TempChannel.open(server, ca_file=config.ca_file) as channel:
-                public = link_state.ephemeral.public
-                link = build_link(ProvisioningLink(channel.uuid, server, public))
-                offer = await codes.offer(channel.uuid, public) if options.short_code else None
-                ui.channel_opened(
-                    link,
-                    channel_uuid=channel.uuid,
-                    expires_in=min(ASSUMED_CHANNEL_TTL_S, remaining),
-                    deadline_in=remaining,
-                    renewed=renewed,
-                    code=offer.code.text if offer is not None else None,
-                )
-                try:
-                    body = await asyncio.wait_for(
-                        codes.receive(channel.receive(), offer), remaining
-                    )
-                except TimeoutError:
-                    raise TimedOutError(
-                        f"no device linked this one within {options.timeout_s:.0f} s"
-                    ) from None
-            if body is not None:
-                return link_state, body
-            log.info("channel %s expired; opening a new one", channel.uuid)
-            renewed = True
+    while True:
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            raise TimedOutError(f"no device linked this one within {options.timeout_s:.0f} s")
+        # A new channel gets a new ephemeral key: an old QR must never open a new channel.
+        link_state = SecondaryLink.start(trusted, rng)
+        async with await TempChannel.open(server, ca_file=config.ca_file) as channel:
+            link = build_link(ProvisioningLink(channel.uuid, server, link_state.ephemeral.public))
+            offer = await codes.offer(channel.uuid, link_state.ephemeral.public)
+            ui.channel_opened(
+                link,
+                channel_uuid=channel.uuid,
+                expires_in=min(ASSUMED_CHANNEL_TTL_S, remaining),
+                deadline_in=remaining,
+                renewed=renewed,
+                code=offer.code.text if offer is not None else None,
+            )
+            try:
+                body = await asyncio.wait_for(codes.receive(channel.receive(), offer), remaining)
+            except TimeoutError:
+                raise TimedOutError(
+                    f"no device linked this one within {options.timeout_s:.0f} s"
+                ) from None
+        if body is not None:
+            return link_state, body
+        log.info("channel %s expired; opening a new one", channel.uuid)
+        renewed = True
 
 
 def _open(link_state: SecondaryLink, device_init: bytes) -> OpenedInit:

@@ -81,7 +81,8 @@ class Offer:
 
 
 class CodeOffers:
-    """The secondary's short codes, one per channel; off when the server has none.
+    """The secondary's short codes, one per channel; off when the server has none, or
+    with ``words=0`` (``--no-code``).
 
     Failing to get a code never fails the listen: the QR code still works.
     """
@@ -101,6 +102,8 @@ class CodeOffers:
 
     async def offer(self, channel_uuid: str, public_key: PublicKey) -> Offer | None:
         """A code for this channel, its first message already posted; None if none."""
+        if self.words == 0:  # --no-code
+            return None
         try:
             if self._supported is None:
                 self._supported = await fetch_short_codes(self._api)
