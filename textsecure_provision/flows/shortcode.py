@@ -59,6 +59,7 @@ log = logging.getLogger(__name__)
 
 LONG_POLL_S = 25.0  # the secondary's wait per request for the master to claim and answer
 MASTER_EXCHANGE_TIMEOUT_S = 30.0  # a live secondary answers in milliseconds
+OFFER_TIMEOUT_S = 5.0  # the QR code waits for the code no longer than this
 
 SECONDARY_WRONG_CODE_HINT = (
     "Someone typed a wrong code for this device: the code is burned and nothing was linked. "
@@ -104,6 +105,13 @@ class CodeOffers:
         """A code for this channel, its first message already posted; None if none."""
         if self.words == 0:  # --no-code
             return None
+        try:
+            return await asyncio.wait_for(self._offer(channel_uuid, public_key), OFFER_TIMEOUT_S)
+        except TimeoutError:
+            log.info("no short code for this channel: the server took too long")
+            return None
+
+    async def _offer(self, channel_uuid: str, public_key: PublicKey) -> Offer | None:
         try:
             if self._supported is None:
                 self._supported = await fetch_short_codes(self._api)
