@@ -190,7 +190,7 @@ class CodeOffers:
             for task in (receiving, serving):
                 if not task.done():
                     task.cancel()
-                    with contextlib.suppress(BaseException):
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
                         await task
 
 
