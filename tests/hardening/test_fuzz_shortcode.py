@@ -19,9 +19,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from textsecure_provision.errors import ProvisionError
+from textsecure_provision.protocol import bodies
 from textsecure_provision.protocol.shortcode import decode_link_payload
 from textsecure_provision.server.routes.nameplates import parse_nameplate
-from textsecure_provision.transport import nameplates as client
 
 from .support import LiveServer, fuzz
 from .test_fuzz_server import check_answer, json_values
@@ -142,9 +142,12 @@ def test_decode_link_payload(data: bytes) -> None:
 
 @fuzz(300)
 @given(doc=json_values)
-def test_client_parsers_of_hostile_answers(doc: Any) -> None:
-    for parse in (client._messages, client._nameplate, client._token):
+def test_client_decoding_of_hostile_answers(doc: Any) -> None:
+    """The relay's answers as the client decodes them (protocol/bodies.py): a value or a
+    MessageFormatError, nothing else."""
+    kinds = (bodies.Capabilities, bodies.Nameplate, bodies.NameplateClaim, bodies.MailboxMessages)
+    for kind in kinds:
         try:
-            parse(doc)
+            bodies.convert(doc, kind)
         except ProvisionError:
             pass

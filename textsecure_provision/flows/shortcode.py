@@ -32,8 +32,7 @@ from textsecure_provision.errors import (
 )
 from textsecure_provision.flows.config import FlowConfig
 from textsecure_provision.flows.devices import api_for
-from textsecure_provision.flows.hooks import SentHook
-from textsecure_provision.flows.master import MasterLinkResult, link_master
+from textsecure_provision.flows.master import MasterLinkResult, SentHook, link_master
 from textsecure_provision.flows.ui import Ui
 from textsecure_provision.protocol.link import build_link
 from textsecure_provision.protocol.shortcode import (

@@ -9,20 +9,19 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass, field
-from typing import Any
 
 import httpx
 
 from textsecure_provision.errors import (
     ChannelGoneError,
-    MessageFormatError,
     NameplateBurnedError,
     NameplateClaimedError,
     NameplateGoneError,
     NotFoundError,
     ShortCodesUnsupportedError,
 )
-from textsecure_provision.protocol.encoding import b64decode, b64encode
+from textsecure_provision.protocol import bodies
+from textsecure_provision.protocol.encoding import b64encode
 from textsecure_provision.transport.api import CONNECT_TIMEOUT_S, READ_TIMEOUT_S, ApiClient
 
 TOKEN_HEADER = "X-Nameplate-Token"  # noqa: S105 - a header name, not a secret
@@ -53,58 +52,43 @@ def _headers(ticket: Ticket) -> dict[str, str]:
     return {TOKEN_HEADER: b64encode(ticket.token)}
 
 
-def _messages(doc: Any) -> list[bytes]:
-    items = doc.get("messages") if isinstance(doc, dict) else None
-    if not isinstance(items, list):
-        raise MessageFormatError("the server's nameplate messages are malformed")
-    return [b64decode(m, name="a nameplate message") for m in items]
-
-
-def _nameplate(doc: Any) -> int:
-    value = doc.get("nameplate") if isinstance(doc, dict) else None
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 999_999:
-        raise MessageFormatError("the server's nameplate is not a number from 1 to 999999")
-    return value
-
-
-def _token(doc: Any) -> bytes:
-    return b64decode(doc.get("token") if isinstance(doc, dict) else None, name="the token")
-
-
 async def fetch_short_codes(api: ApiClient) -> bool:
     """Does the server offer links by short code? An older server (404) does not."""
     try:
-        doc = await api.call(
-            "GET", "/v1/capabilities", what="asking what the server offers", auth=False
+        answer = await api.call(
+            "GET",
+            "/v1/capabilities",
+            what="asking what the server offers",
+            auth=False,
+            answer=bodies.Capabilities,
         )
     except NotFoundError:
         return False
-    return isinstance(doc, dict) and doc.get("shortCodes") is True
+    return answer.short_codes
 
 
 async def allocate_nameplate(api: ApiClient, channel_uuid: str) -> Allocation:
     """``POST /v1/nameplates`` for our open channel (no credentials: we have none yet)."""
-    doc = await api.call(
+    got = await api.call(
         "POST",
         "/v1/nameplates",
         what="asking for a short code",
         auth=False,
-        json={"channel": channel_uuid},
+        body=bodies.NameplateRequest(channel=channel_uuid),
+        answer=bodies.Nameplate,
         errors={404: ChannelGoneError},
     )
-    expires = doc.get("expiresIn") if isinstance(doc, dict) else None
-    return Allocation(
-        Ticket(_nameplate(doc), _token(doc)), expires if isinstance(expires, int) else 0
-    )
+    return Allocation(Ticket(got.nameplate, got.token), got.expires_in)
 
 
 async def claim_nameplate(api: ApiClient, nameplate: int) -> Claimed:
     """``PUT /v1/nameplates/{n}/claim`` as this account's device: the one attempt."""
     try:
-        doc = await api.call(
+        claimed = await api.call(
             "PUT",
             f"/v1/nameplates/{nameplate}/claim",
             what="looking up the short code",
+            answer=bodies.NameplateClaim,
             errors=_ERRORS,
         )
     except NameplateGoneError:
@@ -113,7 +97,7 @@ async def claim_nameplate(api: ApiClient, nameplate: int) -> Claimed:
                 f"the server {api.base_url} does not offer links by short code"
             ) from None
         raise
-    return Claimed(Ticket(nameplate, _token(doc)), _messages(doc))
+    return Claimed(Ticket(nameplate, claimed.token), list(claimed.messages))
 
 
 async def send_nameplate_messages(api: ApiClient, ticket: Ticket, messages: list[bytes]) -> None:
@@ -123,7 +107,7 @@ async def send_nameplate_messages(api: ApiClient, ticket: Ticket, messages: list
         what="sending the short-code exchange",
         auth=False,
         headers=_headers(ticket),
-        json={"messages": [b64encode(m) for m in messages]},
+        body=bodies.MailboxPost(messages=list(messages)),
         errors=_ERRORS,
     )
 
@@ -132,7 +116,7 @@ async def fetch_nameplate_messages(
     api: ApiClient, ticket: Ticket, after: int, wait_s: float
 ) -> list[bytes]:
     """The other side's messages from index ``after`` on; waits up to ``wait_s`` for one."""
-    doc = await api.call(
+    answer = await api.call(
         "GET",
         f"/v1/nameplates/{ticket.nameplate}/messages",
         what="waiting for the short-code exchange",
@@ -140,9 +124,10 @@ async def fetch_nameplate_messages(
         headers=_headers(ticket),
         params={"after": str(after), "wait": str(int(wait_s))},
         timeout=httpx.Timeout(READ_TIMEOUT_S + wait_s, connect=CONNECT_TIMEOUT_S),
+        answer=bodies.MailboxMessages,
         errors=_ERRORS,
     )
-    return _messages(doc)
+    return list(answer.messages)
 
 
 async def burn_nameplate(api: ApiClient, ticket: Ticket) -> None:

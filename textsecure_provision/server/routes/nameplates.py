@@ -9,8 +9,6 @@ allocating, the master's from claiming).
 
 from __future__ import annotations
 
-from typing import Any
-
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -22,13 +20,14 @@ from textsecure_provision.errors import (
     ProvisionError,
     TooLargeError,
 )
+from textsecure_provision.protocol import bodies
 from textsecure_provision.protocol.encoding import b64decode, b64encode
 from textsecure_provision.protocol.link import parse_channel_id
 from textsecure_provision.server.handlers import json_response
 from textsecure_provision.server.nameplates.base import MAX_MESSAGE_BYTES, MAX_MESSAGES_PER_SIDE
 from textsecure_provision.server.nameplates.service import TOKEN_BYTES, Nameplates
 from textsecure_provision.server.services import authenticate, client_address, services
-from textsecure_provision.server.validation import get_list, parse_wait, read_json_object
+from textsecure_provision.server.validation import parse_wait, read_body
 
 TOKEN_HEADER = "x-nameplate-token"  # noqa: S105 - a header name, not a secret
 MAX_NAMEPLATE_DIGITS = 6  # protocol/shortcode.py: MAX_NAMEPLATE = 999 999
@@ -61,13 +60,10 @@ def _token(request: Request) -> bytes:
     return token
 
 
-def _messages(doc: dict[str, Any]) -> list[bytes]:
-    items = get_list(doc, "messages")
-    if not items:
-        raise MessageFormatError("messages must hold at least one message")
-    if len(items) > MAX_MESSAGES_PER_SIDE:
+def _messages(post: bodies.MailboxPost) -> list[bytes]:
+    out = list(post.messages)
+    if len(out) > MAX_MESSAGES_PER_SIDE:
         raise TooLargeError(f"at most {MAX_MESSAGES_PER_SIDE} messages per side")
-    out = [b64decode(item, name="messages[]") for item in items]
     if any(not m for m in out):
         raise MessageFormatError("a mailbox message is empty")
     if any(len(m) > MAX_MESSAGE_BYTES for m in out):
@@ -93,9 +89,11 @@ async def allocate(request: Request) -> Response:
     (no auth, as the channel itself; 404 channel not open, 409 it has one, 429, 503)."""
     np = nameplates(request)
     np.require_enabled()
-    doc = await read_json_object(request)
-    channel = doc.get("channel")
-    channel_id = parse_channel_id(channel if isinstance(channel, str) else "")
+    request_body = await read_body(request, bodies.NameplateRequest)
+    try:
+        channel_id = parse_channel_id(request_body.channel)
+    except ProvisionError:  # LinkError is the client's word for it; here it is a bad body
+        raise MessageFormatError("channel must be a temp channel uuid") from None
     got = await np.allocate(channel_id, client_address(request))
     return json_response(
         {
@@ -128,7 +126,7 @@ async def post_messages(request: Request) -> Response:
     np.require_enabled()
     nameplate = parse_nameplate(request.path_params["nameplate"])
     token = _token(request)
-    messages = _messages(await read_json_object(request))
+    messages = _messages(await read_body(request, bodies.MailboxPost))
     await np.post(nameplate, token, messages)
     return json_response({})
 

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from flow_support import CODE, NUMBER, LinkUi, running_server
 
 from textsecure_provision.errors import (
     NameplateClaimedError,
@@ -31,6 +30,8 @@ from textsecure_provision.protocol.shortcode import parse_code
 from textsecure_provision.protocol.wordlist import WORDS
 from textsecure_provision.store import DeviceRecord, DeviceStore
 from textsecure_provision.transport.nameplates import claim_nameplate
+
+from .flow_support import CODE, NUMBER, LinkUi, running_server
 
 
 class CodeUi(LinkUi):
