@@ -35,6 +35,7 @@ from textsecure_provision.server.limits import Limits, MemoryRateLimiter, RateLi
 from textsecure_provision.server.metrics import Metrics
 from textsecure_provision.server.middleware import GuardMiddleware
 from textsecure_provision.server.nameplates.base import NameplateStore
+from textsecure_provision.server.nameplates.memory import MemoryNameplateStore
 from textsecure_provision.server.nameplates.service import Nameplates
 from textsecure_provision.server.routes import accounts, channels, devices, keys, messages, ops
 from textsecure_provision.server.routes import nameplates as nameplate_routes
@@ -84,8 +85,6 @@ def build_nameplates(
         from textsecure_provision.server.nameplates.redis import RedisNameplateStore
 
         return RedisNameplateStore(config.redis_url, config.redis_prefix)
-    from textsecure_provision.server.nameplates.memory import MemoryNameplateStore
-
     holds = fanout.holds if isinstance(fanout, MemoryFanOut) else (lambda _channel: False)
     return MemoryNameplateStore(holds, clock_ms)
 
@@ -184,9 +183,10 @@ def create_app(
     # The contract's paths are exact: a near miss is a JSON 404, not a redirect.
     app.router.redirect_slashes = False
     app.state.services = svc
-    app.state.nameplates = Nameplates(
-        svc, build_nameplates(config, svc.fanout, clock_ms), enabled=config.short_codes
-    )
+    nameplate_store = build_nameplates(config, svc.fanout, clock_ms)
+    if isinstance(nameplate_store, MemoryNameplateStore):
+        svc.channel_ended.append(nameplate_store.channel_ended)
+    app.state.nameplates = Nameplates(svc, nameplate_store, enabled=config.short_codes)
     return app
 
 

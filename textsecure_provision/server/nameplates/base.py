@@ -15,8 +15,9 @@ known by its token (the secondary's from ``allocate``, the master's from
 One attempt per nameplate: ``claim`` succeeds once; a burned nameplate (a
 failed key confirmation, reported by either side) refuses everything after.
 
-# TODO(h12a): the channel socket will expose a hook for a channel's end; then
-# release the nameplate eagerly there. Until then liveness is checked lazily.
+The memory store also listens on ``Services.channel_ended`` (channel_socket.py) and
+drops a nameplate the moment its channel ends; the Redis store needs no hook, since the
+channel's key goes with the channel on whichever node held it.
 """
 
 from __future__ import annotations

@@ -60,6 +60,13 @@ class MemoryNameplateStore:
         self._entries.clear()
         self._by_channel.clear()
 
+    def channel_ended(self, channel_id: str, how: object) -> None:
+        """``Services.channel_ended`` hook (channel_socket.py): the nameplate goes now."""
+        number = self._by_channel.pop(channel_id, None)
+        entry = self._entries.get(number) if number is not None else None
+        if number is not None and entry is not None and entry.channel_id == channel_id:
+            del self._entries[number]
+
     def _live(self, nameplate: int) -> _Entry | None:
         entry = self._entries.get(nameplate)
         if entry is None:
