@@ -34,7 +34,11 @@ from textsecure_provision.server.handlers import handle_http_exception, handle_p
 from textsecure_provision.server.limits import Limits, MemoryRateLimiter, RateLimiter
 from textsecure_provision.server.metrics import Metrics
 from textsecure_provision.server.middleware import GuardMiddleware
+from textsecure_provision.server.nameplates.base import NameplateStore
+from textsecure_provision.server.nameplates.memory import MemoryNameplateStore
+from textsecure_provision.server.nameplates.service import Nameplates
 from textsecure_provision.server.routes import accounts, channels, devices, keys, messages, ops
+from textsecure_provision.server.routes import nameplates as nameplate_routes
 from textsecure_provision.server.services import Services
 from textsecure_provision.server.storage.base import Storage
 
@@ -71,6 +75,18 @@ def build_limiter(config: ServerConfig) -> RateLimiter:
 
         return RedisRateLimiter(config.redis_url, config.redis_prefix)
     return MemoryRateLimiter()
+
+
+def build_nameplates(
+    config: ServerConfig, fanout: FanOut, clock_ms: Callable[[], int]
+) -> NameplateStore:
+    """Short-code nameplates live where the channels do: Redis with --redis, else here."""
+    if config.redis_url and not isinstance(fanout, MemoryFanOut):
+        from textsecure_provision.server.nameplates.redis import RedisNameplateStore
+
+        return RedisNameplateStore(config.redis_url, config.redis_prefix)
+    holds = fanout.holds if isinstance(fanout, MemoryFanOut) else (lambda _channel: False)
+    return MemoryNameplateStore(holds, clock_ms)
 
 
 class RelayApp(Starlette):
@@ -136,6 +152,7 @@ def create_app(
                     await housekeeping
                 await svc.fanout.close()
                 await svc.limits.limiter.close()
+                await app.state.nameplates.store.close()
         finally:
             await svc.storage.close()
 
@@ -146,6 +163,7 @@ def create_app(
             *keys.routes,
             *messages.routes,
             *channels.routes,
+            *nameplate_routes.routes,
             *ops.routes,
         ],
         middleware=[
@@ -165,6 +183,10 @@ def create_app(
     # The contract's paths are exact: a near miss is a JSON 404, not a redirect.
     app.router.redirect_slashes = False
     app.state.services = svc
+    nameplate_store = build_nameplates(config, svc.fanout, clock_ms)
+    if isinstance(nameplate_store, MemoryNameplateStore):
+        svc.channel_ended.append(nameplate_store.channel_ended)
+    app.state.nameplates = Nameplates(svc, nameplate_store, enabled=config.short_codes)
     return app
 
 

@@ -71,7 +71,6 @@ USED_ATTRIBUTES = (
 )
 
 
-
 class _HeadTooLarge(Exception):
     """Raised from a parser callback to stop httptools at a head over the bound."""
 
