@@ -66,7 +66,7 @@ def build_fanout(config: ServerConfig) -> FanOut:
 def build_limiter(config: ServerConfig) -> RateLimiter:
     """Redis with ``--redis`` (limits count across nodes), else in memory."""
     if config.redis_url:
-        from textsecure_provision.server.limits_redis import RedisRateLimiter
+        from textsecure_provision.server.limits.redis import RedisRateLimiter
 
         return RedisRateLimiter(config.redis_url, config.redis_prefix)
     return MemoryRateLimiter()

@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit, urlunsplit
 
 from textsecure_provision.errors import InvalidInputError
 
@@ -208,6 +209,16 @@ def _url_host(host: str) -> str:
     except ValueError:
         pass
     return bare
+
+
+def redact_url(url: str) -> str:
+    """The URL without its password, for logs and /health."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return urlunsplit(parts._replace(query=""))
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}", query=""))
 
 
 def is_postgres_url(url: str) -> bool:

@@ -43,6 +43,7 @@ from textsecure_provision.errors import (
     ServiceUnavailableError,
     StoreError,
 )
+from textsecure_provision.server.config import redact_url
 from textsecure_provision.server.storage.base import (
     DeviceRecord,
     KeyBundle,
@@ -107,16 +108,6 @@ def parse_postgres_url(url: str) -> tuple[str, str | None, int]:
             rest.append((key, value))
     dsn = urlunsplit(parts._replace(query=urlencode(rest)))
     return dsn, schema, pool_size
-
-
-def redact_url(url: str) -> str:
-    """The URL without its password, for logs and /health."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return urlunsplit(parts._replace(query=""))
-    netloc = parts.netloc.rsplit("@", 1)[1]
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}", query=""))
 
 
 async def _keep_session(con: Any) -> None:

@@ -1,4 +1,4 @@
-"""``RateLimiter`` in Redis: the same token buckets as ``MemoryRateLimiter``, shared by nodes.
+"""``RateLimiter`` in Redis: the same token buckets as ``memory.py``, shared by nodes.
 
 Each bucket is a hash ``P rl:<rule>:<key>`` holding ``tokens`` and ``at`` (ms),
 updated by one Lua script, so read-refill-take is atomic across every node: a
@@ -21,9 +21,8 @@ import logging
 from redis.exceptions import RedisError
 
 from textsecure_provision.errors import ServiceUnavailableError
-from textsecure_provision.server.config import Rule
+from textsecure_provision.server.config import Rule, redact_url
 from textsecure_provision.server.fanout.redis import DEFAULT_PREFIX, redis_client
-from textsecure_provision.server.storage.postgres import redact_url
 
 log = logging.getLogger(__name__)
 
