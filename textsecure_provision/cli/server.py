@@ -18,9 +18,9 @@ if TYPE_CHECKING:
 
 _RATE_LIMIT_HELP = (
     "Set one rate limit, NAME=COUNT/SECONDS or NAME=off (repeatable). Names: sms_code_number, "
-    "sms_code_address, registration_guess_number, registration_guess_address, "
-    "provisioning_code_number, code_guess_number, code_guess_address, channel_create_address, "
-    "message_send_device, auth_failure_address. See docs/server.md for the defaults."
+    "sms_code_address, registration_guess_address, provisioning_code_number, "
+    "code_guess_number, code_guess_address, channel_create_address, message_send_device, "
+    "key_fetch_pair, auth_failure_address. See docs/server.md for the defaults."
 )
 
 
@@ -92,6 +92,31 @@ _RATE_LIMIT_HELP = (
 @click.option(
     "--rate-limit", "rate_limits", multiple=True, metavar="NAME=N/S", help=_RATE_LIMIT_HELP
 )
+@click.option(
+    "--registration-lockout",
+    metavar="FREE/FIRST/MAX",
+    default="5/60/86400",
+    help="Wrong registration codes per number before a lockout, the first lockout in "
+    "seconds (doubling per further wrong code) and its maximum; 'off' for none.",
+)
+@click.option(
+    "--max-queue-messages",
+    type=click.IntRange(min=1),
+    default=1000,
+    help="Messages one device's queue holds until acknowledged; past it a sender gets 429.",
+)
+@click.option(
+    "--max-queue-bytes",
+    type=click.IntRange(min=1024),
+    default=10 * 1024 * 1024,
+    help="Body bytes one device's queue holds until acknowledged; past it a sender gets 429.",
+)
+@click.option(
+    "--max-fetch-bytes",
+    type=click.IntRange(min=1),
+    default=1024 * 1024,
+    help="Body bytes in one GET /v1/messages/ page (after its first message).",
+)
 @click.option("--no-rate-limits", is_flag=True, help="Turn every rate limit off (benchmarks only).")
 @click.option(
     "--forwarded-allow-ips",
@@ -121,6 +146,10 @@ def server(
     port_file: str | None,
     max_devices: int,
     rate_limits: tuple[str, ...],
+    registration_lockout: str,
+    max_queue_messages: int,
+    max_queue_bytes: int,
+    max_fetch_bytes: int,
     no_rate_limits: bool,
     forwarded_allow_ips: str | None,
     access_log: bool,
@@ -131,7 +160,12 @@ def server(
     With no option it listens on http://127.0.0.1:8080 and keeps its data in a
     SQLite file in the user data folder. Stop it with Ctrl-C.
     """
-    from textsecure_provision.server.config import RateLimits, ServerConfig, parse_rate_limit
+    from textsecure_provision.server.config import (
+        RateLimits,
+        ServerConfig,
+        parse_lockout,
+        parse_rate_limit,
+    )
 
     if registration_codes == "log" and test_registration_code is not None:
         raise click.UsageError("--registration-codes log and --test-registration-code conflict")
@@ -143,6 +177,8 @@ def server(
         for text in _split(rate_limits):
             name, rule = parse_rate_limit(text)
             limits = limits.with_rule(name, rule)
+        off = no_rate_limits or registration_lockout.strip() == "off"
+        lockout = None if off else parse_lockout(registration_lockout)
         config = ServerConfig(
             host=host,
             port=port,
@@ -155,6 +191,10 @@ def server(
             allow_test_code_on_public_bind=allow_test_code_on_public_bind,
             max_devices=max_devices,
             rate_limits=limits,
+            registration_lockout=lockout,
+            max_queue_messages=max_queue_messages,
+            max_queue_bytes=max_queue_bytes,
+            max_fetch_bytes=max_fetch_bytes,
             tls_cert=tls_cert,
             tls_key=tls_key,
             forwarded_allow_ips=forwarded_allow_ips,

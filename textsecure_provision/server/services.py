@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from starlette.requests import HTTPConnection
 
 from textsecure_provision.errors import AuthError
+from textsecure_provision.server.addresses import canonical_address
 from textsecure_provision.server.auth import PasswordVerifier, parse_basic_auth
 from textsecure_provision.server.codes import CodeDelivery, LogDelivery
 from textsecure_provision.server.config import ServerConfig
@@ -67,6 +68,8 @@ class Services:
     # Serialises uncached password checks per address: without it, concurrent wrong
     # guesses all pass the budget check before any of them is counted.
     auth_gate: KeyedLocks = field(default_factory=KeyedLocks)
+    # The same for code guesses (policy/guesses.py), per address.
+    guess_gate: KeyedLocks = field(default_factory=KeyedLocks)
     delivery: CodeDelivery = field(default_factory=LogDelivery)  # registration codes
     clock_ms: Callable[[], int] = wall_clock_ms
     stopping: bool = False
@@ -83,8 +86,9 @@ def services(conn: HTTPConnection) -> Services:
 
 
 def client_address(conn: HTTPConnection) -> str:
-    """The peer's address (uvicorn rewrites it from X-Forwarded-For only for trusted proxies)."""
-    return conn.client.host if conn.client else "unknown"
+    """The peer's address in canonical form, IPv6 by /64 (addresses.py); uvicorn rewrites
+    it from X-Forwarded-For only for trusted proxies."""
+    return canonical_address(conn.client.host) if conn.client else "unknown"
 
 
 async def authenticate(conn: HTTPConnection) -> DeviceRecord:
@@ -94,7 +98,8 @@ async def authenticate(conn: HTTPConnection) -> DeviceRecord:
     failure budget is checked before any hashing (429 once spent), and every
     failure spends one token of it. A password that needs hashing is checked
     under the address's lock, so concurrent guesses cannot overshoot the budget
-    (on one node; across nodes, by at most the number of nodes).
+    (on one node; across nodes, by at most the number of nodes). An unknown number
+    or device costs the same hashing as a wrong password.
     """
     svc = services(conn)
     creds = parse_basic_auth(conn.headers.get("authorization"))
@@ -108,9 +113,15 @@ async def authenticate(conn: HTTPConnection) -> DeviceRecord:
         return await _seen(svc, device)
     async with svc.auth_gate.hold(address):
         await svc.limits.check_not_blocked("auth_failure_address", address)
-        if device is None or not await svc.verifier.verify(creds.password, device.password_hash):
+        if device is None:
+            await svc.verifier.verify_nothing(creds.password)  # the same work as a wrong one
+            ok = False
+        else:
+            ok = await svc.verifier.verify(creds.password, device.password_hash)
+        if not ok:
             await svc.limits.record("auth_failure_address", address)
             raise AuthError("wrong number, device or password")
+    assert device is not None
     return await _seen(svc, device)
 
 

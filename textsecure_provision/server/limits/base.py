@@ -11,6 +11,9 @@ from textsecure_provision.server.metrics import Metrics
 
 
 class RateLimiter(Protocol):
+    async def open(self) -> None:
+        """Called once the storage is open (persistent.py puts saved buckets back)."""
+
     async def acquire(self, name: str, rule: Rule, key: str) -> float:
         """Take one token; 0.0 if allowed, else the seconds until one is available."""
 

@@ -93,6 +93,9 @@ class MemoryRateLimiter:
     def describe(self) -> str:
         return "memory (this process only)"
 
+    async def open(self) -> None:
+        return None
+
     async def check(self) -> None:
         return None
 

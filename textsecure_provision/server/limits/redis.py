@@ -87,6 +87,9 @@ class RedisRateLimiter:
     async def sweep(self) -> None:
         return None  # buckets expire in Redis once full again
 
+    async def open(self) -> None:
+        return None
+
     async def check(self) -> None:
         try:
             await self._redis.ping()
