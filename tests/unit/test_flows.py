@@ -15,8 +15,10 @@ from typing import Any
 import pytest
 from flow_support import CODE, NUMBER, LinkUi, running_server
 
+from textsecure_provision.crypto.keys import KeyPair
 from textsecure_provision.errors import (
     ConfirmationMismatchError,
+    LinkError,
     NumberMismatchError,
     RefusedError,
     StoreError,
@@ -261,3 +263,44 @@ async def test_no_verify_with_wrong_expected_number_saves_nothing(
     with pytest.raises(NumberMismatchError):
         await asyncio.wait_for(listening, 10)
     assert digest(home) is None
+
+
+LOW_ORDER_KEY = "BQ" + "A" * 42 + "%3D"  # 0x05 || u=0: X25519 with it is all-zero
+CHANNEL = "0b7e7a3c-6f1e-4c1d-9a57-3f1f2d5c9e10"
+
+
+def _link(server: str, key: str) -> str:
+    from urllib.parse import quote
+
+    return (
+        f"textsecure-device-init:/?channel_uuid={CHANNEL}"
+        f"&channel_server={quote(server, safe='')}&publicKey={key}"
+    )
+
+
+@pytest.mark.parametrize(
+    ("case", "error"),
+    [("low_order_key", LinkError), ("untrusted", UntrustedServerError), ("refused", RefusedError)],
+)
+async def test_master_refuses_locally_before_any_request(
+    tmp_path: Path, case: str, error: type[Exception]
+) -> None:
+    """Nothing reaches the server for a link we will refuse: with the server gone, each
+    refusal is still the local one (a request would have failed as "cannot connect")."""
+    async with running_server(tmp_path) as url:
+        master = await register_master(url, tmp_path)
+    good_key = KeyPair.generate().public.serialize()
+    import base64
+    from urllib.parse import quote
+
+    key = quote(base64.b64encode(good_key).decode(), safe="")
+    link = {
+        "low_order_key": _link(url, LOW_ORDER_KEY),
+        "untrusted": _link("https://evil.example.org", key),
+        "refused": _link(url, key),
+    }[case]
+    ui = RecordingUi(answers={"confirm": False})
+    with pytest.raises(error):
+        await link_master(master, ui, link)
+    if case != "refused":
+        assert ui.calls == []  # refused before even asking the user

@@ -1,8 +1,10 @@
 """The account's side: ``master scan`` (§1 steps 3, 4 and 6; §8).
 
-Order matters and is the contract's: parse the link, check its
+Order matters and is the contract's: everything local comes before the first
+request, so nothing reaches the server for a link we will refuse. Parse the
+link (its key must be a usable point), load the account, check the link's
 ``channel_server`` against the trusted list, show what is about to happen and
-get a yes, and only then ask the server for a provisioning code, seal the
+get a yes; only then ask the server for a provisioning code, seal the
 DeviceInit to the secondary's key, and PUT it on the channel. Nothing is
 written to the store on this side.
 """
@@ -45,8 +47,8 @@ async def link_master(
     rng: Rng = secrets.token_bytes,
     on_sent: SentHook | None = None,
 ) -> MasterLinkResult:
+    link = parse_link(link_text)  # also refuses a low-order key
     record = config.store().require_record()
-    link = parse_link(link_text)
     trusted = (record.server, *record.trusted_servers, *config.trusted_servers)
     channel_server = check_trusted(link.channel_server, trusted)
     ui.event(

@@ -2,7 +2,8 @@
 
 * To another account, a send covers exactly its devices (409 with the missing
   and extra ids); to the sender's own account, any subset of its other devices.
-  A registration id that differs from the device's is stale (410).
+  A non-zero registration id that differs from the device's is stale (410);
+  0 (or absent) is not checked, as Signal-Server does (docs/protocol.md).
 * Each device's queue holds at most ``max_queue_messages`` and
   ``max_queue_bytes`` of bodies until acknowledged; a send that would overfill
   one stores nothing and is refused with 429 and a Retry-After (as Signal-Server
@@ -45,7 +46,7 @@ class Outgoing:
 
     type: int
     device_id: int
-    registration_id: int
+    registration_id: int  # 0: not checked
     body: bytes = field(repr=False)
     timestamp: int | None
 
@@ -78,7 +79,9 @@ def check_destination(
                 extra=extra,
             )
     stale = sorted(
-        m.device_id for m in outgoing if devices[m.device_id].registration_id != m.registration_id
+        m.device_id
+        for m in outgoing
+        if m.registration_id and devices[m.device_id].registration_id != m.registration_id
     )
     if stale:
         raise StaleDevicesError("a destination device was re-linked", stale=stale)
