@@ -10,8 +10,8 @@ import asyncpg
 import pytest
 
 from textsecure_provision.errors import CodeRejectedError, InvalidInputError, StoreError
-from textsecure_provision.server.storage.base import NewDevice, PreKeyRecord, SignedPreKeyRecord
 from textsecure_provision.server.config import redact_url
+from textsecure_provision.server.storage.base import NewDevice, PreKeyRecord, SignedPreKeyRecord
 from textsecure_provision.server.storage.postgres import PostgresStorage
 
 from .conftest import SharedServices
