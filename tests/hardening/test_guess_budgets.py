@@ -159,3 +159,32 @@ def test_registration_code_lockout_backs_off_per_number(server: LiveServer) -> N
             assert (await guess(c, "100000")).status_code == 403  # the count starts again
 
     asyncio.run(scenario())
+
+
+def test_code_requests_by_someone_else_never_void_the_owners_code(tmp_path: Path) -> None:
+    """``log`` mode: while the owner's code is unexpired, a request from anyone delivers the
+    same code again (before, each request replaced it: a stranger asking once a minute kept
+    the owner from ever registering)."""
+    srv = start_live_server(
+        db_url=f"sqlite:///{tmp_path / 'log.sqlite3'}", registration_codes="log",
+        test_registration_code=None,
+    )  # fmt: skip
+    delivered: list[str] = []
+    srv.services.delivery = type("D", (), {"deliver": lambda self, n, c: delivered.append(c)})()
+    victim = new_number()
+
+    async def scenario() -> int:
+        async with client_from(srv, "127.0.0.1") as owner, client_from(srv, "127.0.0.20") as other:
+            assert (await owner.get(f"/v1/accounts/sms/code/{victim}")).status_code == 200
+            for _ in range(3):
+                assert (await other.get(f"/v1/accounts/sms/code/{victim}")).status_code == 200
+            r = await owner.put(
+                f"/v1/accounts/code/{delivered[0]}", json=ATTRS, auth=(victim, new_password())
+            )
+            return r.status_code
+
+    try:
+        assert asyncio.run(scenario()) == 200
+    finally:
+        srv.stop()
+    assert len(delivered) == 4 and len(set(delivered)) == 1

@@ -20,13 +20,17 @@ LOCKOUT_RULE = "registration_guess_number"
 
 
 async def request_code(svc: Services, number: PhoneNumber, address: str) -> None:
-    """Make and deliver a registration code (429 past the address's or the number's limit)."""
+    """Deliver the number's registration code (429 past the address's or the number's
+    limit). While a code is unexpired the same one is delivered again: someone else asking
+    for the owner's number never voids the code the owner is typing."""
     await svc.limits.enforce("sms_code_address", address)
     await svc.limits.enforce("sms_code_number", number)
     if svc.config.registration_codes == "log":
-        code = new_registration_code()
-        expires = svc.clock_ms() + int(svc.config.registration_code_ttl_s * 1000)
-        await svc.storage.put_registration_code(number, code, expires)
+        now = svc.clock_ms()
+        expires = now + int(svc.config.registration_code_ttl_s * 1000)
+        code = await svc.storage.issue_registration_code(
+            number, new_registration_code(), expires, now
+        )
         svc.delivery.deliver(number, code)
     # "test": the operator's fixed code is accepted; nothing to deliver.
 

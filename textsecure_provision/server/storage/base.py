@@ -164,8 +164,11 @@ class Storage(Protocol):
         """Where the data lives, for logs (no password)."""
 
     # -- registration codes (§4 GET /v1/accounts/sms/code) ------------------------------
-    async def put_registration_code(self, number: str, code: str, expires_ms: int) -> None:
-        """Store ``code`` for ``number``, replacing any earlier one."""
+    async def issue_registration_code(
+        self, number: str, code: str, expires_ms: int, now_ms: int
+    ) -> str:
+        """The number's unexpired code if it has one (kept as it is, so a request from
+        someone else never voids the code its owner is typing), else ``code``, stored."""
 
     async def consume_registration_code(self, number: str, code: str, now_ms: int) -> bool:
         """True once if ``code`` is the number's unexpired code (constant-time compare);

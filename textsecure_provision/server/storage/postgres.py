@@ -258,8 +258,23 @@ class PostgresStorage:
             return int(await con.fetchval("SELECT COALESCE(MAX(version), 0) FROM schema_version"))
 
     # -- codes ---------------------------------------------------------------------------------
-    async def put_registration_code(self, number: str, code: str, expires_ms: int) -> None:
-        await self._put_code("registration_codes", number, code, expires_ms)
+    async def issue_registration_code(
+        self, number: str, code: str, expires_ms: int, now_ms: int
+    ) -> str:
+        async with self._tx() as con:
+            await con.execute(
+                "INSERT INTO registration_codes (number, code, expires_ms) VALUES ($1, $2, $3) "
+                "ON CONFLICT (number) DO UPDATE SET code = excluded.code, "
+                "expires_ms = excluded.expires_ms WHERE registration_codes.expires_ms <= $4",
+                number,
+                code,
+                expires_ms,
+                now_ms,
+            )
+            current = await con.fetchval(
+                "SELECT code FROM registration_codes WHERE number = $1", number
+            )
+        return str(current)
 
     async def consume_registration_code(self, number: str, code: str, now_ms: int) -> bool:
         return await self._consume_code("registration_codes", number, code, now_ms)
@@ -308,17 +323,6 @@ class PostgresStorage:
             if device_id is not None:
                 await con.execute("DELETE FROM provisioning_codes WHERE id = $1", code_id)
             return device_id
-
-    async def _put_code(self, table: str, number: str, code: str, expires_ms: int) -> None:
-        async with self._con() as con:
-            await con.execute(
-                f"INSERT INTO {table} (number, code, expires_ms) VALUES ($1, $2, $3) "  # noqa: S608 - fixed names
-                "ON CONFLICT (number) DO UPDATE SET code = EXCLUDED.code, "
-                "expires_ms = EXCLUDED.expires_ms",
-                number,
-                code,
-                expires_ms,
-            )
 
     async def _consume_code(self, table: str, number: str, code: str, now_ms: int) -> bool:
         async with self._tx() as con:

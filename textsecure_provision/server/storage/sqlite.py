@@ -195,8 +195,22 @@ class SqliteStorage:
         return int(row[0] or 0)
 
     # -- codes ------------------------------------------------------------------------------
-    async def put_registration_code(self, number: str, code: str, expires_ms: int) -> None:
-        await self._run(self._put_code, "registration_codes", number, code, expires_ms)
+    async def issue_registration_code(
+        self, number: str, code: str, expires_ms: int, now_ms: int
+    ) -> str:
+        def tx(con: sqlite3.Connection) -> str:
+            con.execute(
+                "INSERT INTO registration_codes (number, code, expires_ms) VALUES (?, ?, ?) "
+                "ON CONFLICT (number) DO UPDATE SET code = excluded.code, "
+                "expires_ms = excluded.expires_ms WHERE registration_codes.expires_ms <= ?",
+                (number, code, expires_ms, now_ms),
+            )
+            (current,) = con.execute(
+                "SELECT code FROM registration_codes WHERE number = ?", (number,)
+            ).fetchone()
+            return str(current)
+
+        return await self._run(self._tx, tx)
 
     async def consume_registration_code(self, number: str, code: str, now_ms: int) -> bool:
         return await self._run(self._consume_code, "registration_codes", number, code, now_ms)
@@ -240,12 +254,6 @@ class SqliteStorage:
             return device_id
 
         return await self._run(self._tx, tx)
-
-    def _put_code(self, table: str, number: str, code: str, expires_ms: int) -> None:
-        self.con.execute(
-            f"INSERT OR REPLACE INTO {table} (number, code, expires_ms) VALUES (?, ?, ?)",  # noqa: S608 - fixed names
-            (number, code, expires_ms),
-        )
 
     def _consume_code(self, table: str, number: str, code: str, now_ms: int) -> bool:
         def tx(con: sqlite3.Connection) -> bool:
