@@ -45,6 +45,7 @@ def test_an_account_cannot_drain_another_accounts_prekeys(tmp_path: Path) -> Non
         drained, seconds = await asyncio.gather(
             asyncio.to_thread(drain), normal_link.link(server.url, master)
         )
+        print(f"\nwhile one account tried to drain another's prekeys: a link took {seconds:.2f} s")
         assert seconds < normal_link.LINK_TIMEOUT_S
         return drained
 

@@ -79,6 +79,7 @@ def test_a_full_queue_refuses_the_sender_and_stores_nothing(tmp_path: Path) -> N
     async def scenario() -> tuple[list[int], httpx.Response, int]:
         master = await normal_link.register_master(server.url)
         filled, seconds = await asyncio.gather(fill(), normal_link.link(server.url, master))
+        print(f"\nwhile one sender filled a queue: a normal link took {seconds:.2f} s")
         assert seconds < normal_link.LINK_TIMEOUT_S
         return filled
 
@@ -87,6 +88,7 @@ def test_a_full_queue_refuses_the_sender_and_stores_nothing(tmp_path: Path) -> N
     finally:
         server.stop()
     accepted = MAX_QUEUE_BYTES // BODY
+    print(f"queued for the victim: {stored} messages, {stored * BODY / 2**20:.1f} MiB of bodies")
     assert statuses == [200] * accepted + [429], statuses
     assert stored == accepted  # 10 MiB of bodies at most, not 75 MB
     assert again.status_code == 429
