@@ -240,7 +240,7 @@ def test_registration_codes_in_log_mode(make_server: Callable[..., LiveServer]) 
     delivery = CapturingDelivery()
     srv.services.delivery = delivery
     requests_rule = DEFAULTS.sms_code_address
-    assert requests_rule == Rule(5, 3600)
+    assert requests_rule == Rule(20, 3600)
     victim = new_number()
     with client_from(srv) as c:
         for _ in range(requests_rule.count):
@@ -272,8 +272,8 @@ def test_documented_figures_match_the_defaults() -> None:
         "code_guess_address": (20, 10),
         "registration_guess_address": (40, 20),
         "auth_failure_address": (210, 180),
-        "sms_code_number": (40, 20),
-        "sms_code_address": (10, 5),
+        "sms_code_number": (80, 40),
+        "sms_code_address": (40, 20),
         "provisioning_code_number": (40, 20),
         "key_fetch_pair": (12, 6),
     }

@@ -67,7 +67,7 @@ class RateLimits:
 
     # Per number: what protects one account. A provisioning code: 9 digits, 10 minutes; at
     # most 100 + 17 wrong guesses in its life, odds ~1.3e-7 per code (docs/security.md).
-    sms_code_number: Rule | None = Rule(20, 3600)  # GET /v1/accounts/sms/code/{number}
+    sms_code_number: Rule | None = Rule(40, 3600)  # GET /v1/accounts/sms/code/{number}
     provisioning_code_number: Rule | None = Rule(20, 3600)  # GET /v1/devices/provisioning_code
     code_guess_number: Rule | None = Rule(100, 3600)  # wrong PUT /v1/devices/{code}
     message_send_device: Rule | None = Rule(300, 60)  # PUT /v1/messages/{destination}
@@ -77,7 +77,7 @@ class RateLimits:
     key_fetch_pair: Rule | None = Rule(6, 3600)
     # Per address (IPv6 by /64): what stops one client. Tight, but only wrong guesses count,
     # so many honest users behind one address (NAT, a test suite) do not meet them.
-    sms_code_address: Rule | None = Rule(5, 3600)
+    sms_code_address: Rule | None = Rule(20, 3600)
     registration_guess_address: Rule | None = Rule(20, 3600)  # wrong PUT /v1/accounts/code
     code_guess_address: Rule | None = Rule(10, 3600)
     channel_create_address: Rule | None = Rule(120, 60)  # GET /v1/temp_websocket
