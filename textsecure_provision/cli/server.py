@@ -119,6 +119,37 @@ _RATE_LIMIT_HELP = (
 )
 @click.option("--no-rate-limits", is_flag=True, help="Turn every rate limit off (benchmarks only).")
 @click.option(
+    "--max-sockets-per-address",
+    metavar="N|off",
+    default="256",
+    help="Open connections one client address may hold (IPv6: per /64); over it: 503.",
+)
+@click.option(
+    "--head-timeout",
+    type=click.FloatRange(min=0, min_open=True, max=3600),
+    default=10.0,
+    help="Seconds from connect to a complete request head and websocket handshake (408).",
+)
+@click.option(
+    "--max-head-bytes",
+    type=click.IntRange(1024, 1024 * 1024),
+    default=16384,
+    help="Largest request line plus headers, on every path (431).",
+)
+@click.option(
+    "--max-write-buffer",
+    type=click.IntRange(4096, 64 * 1024 * 1024),
+    default=65536,
+    help="Unsent bytes per socket: reading stops at half of it, the socket is dropped at it.",
+)
+@click.option(
+    "--control-frames",
+    metavar="N/S|off",
+    default="10/10",
+    help="Pings and pongs a channel socket may send: N at once, N per S seconds; past it "
+    "the socket is closed (1008).",
+)
+@click.option(
     "--forwarded-allow-ips",
     metavar="IPS",
     help="Trust X-Forwarded-For/-Proto from these proxy addresses (comma-separated); needed "
@@ -151,6 +182,11 @@ def server(
     max_queue_bytes: int,
     max_fetch_bytes: int,
     no_rate_limits: bool,
+    max_sockets_per_address: str,
+    head_timeout: float,
+    max_head_bytes: int,
+    max_write_buffer: int,
+    control_frames: str,
     forwarded_allow_ips: str | None,
     access_log: bool,
     log_level: str,
@@ -163,6 +199,8 @@ def server(
     from textsecure_provision.server.config import (
         RateLimits,
         ServerConfig,
+        SocketBudgets,
+        parse_budget_count,
         parse_lockout,
         parse_rate_limit,
     )
@@ -179,6 +217,15 @@ def server(
             limits = limits.with_rule(name, rule)
         off = no_rate_limits or registration_lockout.strip() == "off"
         lockout = None if off else parse_lockout(registration_lockout)
+        sockets = SocketBudgets(
+            max_sockets_per_address=parse_budget_count(
+                "--max-sockets-per-address", max_sockets_per_address
+            ),
+            head_timeout_s=head_timeout,
+            max_head_bytes=max_head_bytes,
+            max_write_buffer_bytes=max_write_buffer,
+            control_frames=parse_rate_limit(f"control_frames={control_frames}", known=False)[1],
+        )
         config = ServerConfig(
             host=host,
             port=port,
@@ -195,6 +242,7 @@ def server(
             max_queue_messages=max_queue_messages,
             max_queue_bytes=max_queue_bytes,
             max_fetch_bytes=max_fetch_bytes,
+            sockets=sockets,
             tls_cert=tls_cert,
             tls_key=tls_key,
             forwarded_allow_ips=forwarded_allow_ips,

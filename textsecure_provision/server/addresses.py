@@ -1,31 +1,72 @@
-"""Client addresses in the canonical form every per-address budget is keyed by.
+"""Client addresses as budgets see them: one canonical key per client, and a count of open
+sockets per key.
 
-One client must not get many budgets by writing its address several ways, or
-by using the many addresses it holds: an IPv6 client is keyed by its /64 (a
-home or a cloud VM usually gets a whole /64), an IPv4-mapped IPv6 address
-(``::ffff:192.0.2.1``, a dual-stack socket) counts as the IPv4 address, and a
-zone (``fe80::1%eth0``) is dropped. Anything that is not an IP address (a Unix
-socket, a test client) is kept as it is.
+A budget keyed by the raw peer string is easy to sidestep: ``::ffff:10.0.0.1`` and
+``10.0.0.1`` are one client, ``2001:DB8::1`` and ``2001:db8::1`` one address, and anyone
+with an IPv6 connection holds a whole /64 (2^64 addresses). So every per-address budget
+(the socket cap here, the rate limits of ``limits.py``) should use ``address_key``:
+
+* IPv4 as dotted quad (``010.0.0.1`` is not accepted by ``ipaddress``; it stays raw);
+* IPv4-mapped IPv6 (``::ffff:a.b.c.d``) as that IPv4 address;
+* any other IPv6 address as its /64 network, ``2001:db8:1:2::/64``;
+* anything that is not an IP address (a Unix socket, ``"unknown"``) unchanged.
 """
 
 from __future__ import annotations
 
-import functools
 import ipaddress
 
-IPV6_PREFIX = 64
+IPV6_PREFIX = 64  # one subscriber's allocation: the unit an IPv6 client can vary at will
 
 
-@functools.lru_cache(maxsize=4096)
-def canonical_address(host: str) -> str:
-    """``2001:db8::1`` → ``2001:db8::/64``; ``::ffff:10.0.0.1`` → ``10.0.0.1``."""
-    bare = host.strip().strip("[]").split("%", 1)[0]
+def canonical_address(text: str) -> str:
+    """``text`` as an IP address in canonical form (IPv4-mapped IPv6 as IPv4), or unchanged
+    when it is not one. Brackets and an IPv6 zone (``%eth0``) are dropped."""
     try:
-        ip = ipaddress.ip_address(bare)
+        ip = ipaddress.ip_address(text.strip("[]").partition("%")[0])
     except ValueError:
-        return host
-    if isinstance(ip, ipaddress.IPv6Address):
-        if ip.ipv4_mapped is not None:
-            return str(ip.ipv4_mapped)
-        return str(ipaddress.IPv6Network((ip, IPV6_PREFIX), strict=False))
+        return text
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
     return str(ip)
+
+
+def address_key(text: str) -> str:
+    """The budget key of a client address: its canonical IPv4 address, or the /64 of its
+    IPv6 address (``2001:db8::1`` → ``2001:db8::/64``)."""
+    canonical = canonical_address(text)
+    if ":" not in canonical:
+        return canonical
+    try:
+        net = ipaddress.IPv6Network((canonical, IPV6_PREFIX), strict=False)
+    except ValueError:
+        return canonical
+    return str(net)
+
+
+class SocketCounts:
+    """Open sockets per address key, with a cap. ``acquire`` says whether one more may
+    open; every successful ``acquire`` is matched by exactly one ``release``."""
+
+    __slots__ = ("cap", "counts")
+
+    def __init__(self, cap: int | None) -> None:
+        self.cap = cap
+        self.counts: dict[str, int] = {}
+
+    def acquire(self, key: str) -> bool:
+        n = self.counts.get(key, 0)
+        if self.cap is not None and n >= self.cap:
+            return False
+        self.counts[key] = n + 1
+        return True
+
+    def release(self, key: str) -> None:
+        n = self.counts.get(key, 0)
+        if n <= 1:
+            self.counts.pop(key, None)
+        else:
+            self.counts[key] = n - 1
+
+    def __getitem__(self, key: str) -> int:
+        return self.counts.get(key, 0)

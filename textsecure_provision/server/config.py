@@ -14,7 +14,6 @@ import re
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Literal
-from urllib.parse import urlsplit, urlunsplit
 
 from textsecure_provision.errors import InvalidInputError
 
@@ -138,22 +137,63 @@ def parse_lockout(text: str) -> LockoutRule:
     return LockoutRule(int(m.group(1)), float(m.group(2)), max_s, max(max_s, LockoutRule.forget_s))
 
 
+# Per-client connection budgets (docs/server.md, docs/security.md): what one client may hold
+# of the server's sockets, memory and CPU before any request is routed.
+MAX_SOCKETS_PER_ADDRESS = 256  # open connections per address (IPv6: per /64)
+HEAD_TIMEOUT_S = 10.0  # connect → request head complete → websocket handshake done
+MAX_HEAD_BYTES = 16 * 1024  # request line + headers, on every path; over it: 431
+MAX_WRITE_BUFFER_BYTES = 64 * 1024  # unsent output per socket: reading stops at half, drop at it
+CONTROL_FRAMES = Rule(10, 10)  # pings/pongs per channel socket: 10 at once, 1/s sustained
+
+
+@dataclass(frozen=True)
+class SocketBudgets:
+    """What one client may hold at the socket level; ``None`` turns a budget off."""
+
+    max_sockets_per_address: int | None = MAX_SOCKETS_PER_ADDRESS
+    head_timeout_s: float = HEAD_TIMEOUT_S
+    max_head_bytes: int = MAX_HEAD_BYTES
+    max_write_buffer_bytes: int = MAX_WRITE_BUFFER_BYTES
+    control_frames: Rule | None = CONTROL_FRAMES
+
+    def __post_init__(self) -> None:
+        if self.max_sockets_per_address is not None and self.max_sockets_per_address < 1:
+            raise InvalidInputError("--max-sockets-per-address must be at least 1 (or off)")
+        if not 0 < self.head_timeout_s <= 3600:
+            raise InvalidInputError("--head-timeout must be more than 0 and at most 3600 s")
+        if not 1024 <= self.max_head_bytes <= 1024 * 1024:
+            raise InvalidInputError("--max-head-bytes must be 1 KiB to 1 MiB")
+        if not 4096 <= self.max_write_buffer_bytes <= 64 * 1024 * 1024:
+            raise InvalidInputError("--max-write-buffer must be 4 KiB to 64 MiB")
+
+
 _RULE_RE = re.compile(r"([a-z_]+)=(?:(off)|([0-9]+)/([0-9]+(?:\.[0-9]+)?))")
 
 
-def parse_rate_limit(text: str) -> tuple[str, Rule | None]:
-    """``NAME=COUNT/SECONDS`` or ``NAME=off`` (the ``--rate-limit`` option)."""
+def parse_rate_limit(text: str, *, known: bool = True) -> tuple[str, Rule | None]:
+    """``NAME=COUNT/SECONDS`` or ``NAME=off`` (the ``--rate-limit`` option; ``known=False``
+    for a rule that is not one of ``RateLimits``, such as ``--control-frames``)."""
     m = _RULE_RE.fullmatch(text.strip())
     if not m:
         raise InvalidInputError(f"a rate limit reads NAME=COUNT/SECONDS or NAME=off, not {text!r}")
     name = m.group(1)
-    if name not in RateLimits.names():
+    if known and name not in RateLimits.names():
         raise InvalidInputError(
             f"unknown rate limit {name!r}; known: {', '.join(RateLimits.names())}"
         )
     if m.group(2):
         return name, None
     return name, Rule(int(m.group(3)), float(m.group(4)))
+
+
+def parse_budget_count(option: str, text: str) -> int | None:
+    """A positive count, or ``off`` (None)."""
+    value = text.strip().lower()
+    if value == "off":
+        return None
+    if not value.isdigit() or int(value) < 1:
+        raise InvalidInputError(f"{option} takes a positive number or 'off', not {text!r}")
+    return int(value)
 
 
 @dataclass(frozen=True)
@@ -184,6 +224,7 @@ class ServerConfig:
     max_queue_bytes: int = MAX_QUEUE_BYTES
     rate_limits: RateLimits = field(default_factory=RateLimits)
     registration_lockout: LockoutRule | None = field(default_factory=LockoutRule)
+    sockets: SocketBudgets = field(default_factory=SocketBudgets)
     tls_cert: str | None = None
     tls_key: str | None = None
     forwarded_allow_ips: str | None = None  # trust X-Forwarded-For from these proxies only
@@ -268,16 +309,6 @@ def _url_host(host: str) -> str:
     except ValueError:
         pass
     return bare
-
-
-def redact_url(url: str) -> str:
-    """The URL without its password, for logs and /health."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return urlunsplit(parts._replace(query=""))
-    netloc = parts.netloc.rsplit("@", 1)[1]
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}", query=""))
 
 
 def is_postgres_url(url: str) -> bool:

@@ -7,28 +7,26 @@ request becomes a device of an account (§4 Auth).
 from __future__ import annotations
 
 import asyncio
-import time
+import functools
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 from starlette.requests import HTTPConnection
 
+from textsecure_provision.clock import now_ms
 from textsecure_provision.errors import AuthError
-from textsecure_provision.server.addresses import canonical_address
+from textsecure_provision.server.addresses import address_key
 from textsecure_provision.server.auth import PasswordVerifier, parse_basic_auth
 from textsecure_provision.server.codes import CodeDelivery, LogDelivery
 from textsecure_provision.server.config import ServerConfig
-from textsecure_provision.server.fanout.base import FanOut
+from textsecure_provision.server.fanout.base import ChannelId, FanOut
 from textsecure_provision.server.limits import Limits
 from textsecure_provision.server.metrics import Metrics
-from textsecure_provision.server.storage.base import DeviceRecord, Storage
+from textsecure_provision.server.storage.base import Storage, StoredDevice
 
 LAST_SEEN_RESOLUTION_MS = 60_000  # last_seen is written at most once a minute per device
-
-
-def wall_clock_ms() -> int:
-    return int(time.time() * 1000)
 
 
 class KeyedLocks:
@@ -71,8 +69,11 @@ class Services:
     # The same for code guesses (policy/guesses.py), per address.
     guess_gate: KeyedLocks = field(default_factory=KeyedLocks)
     delivery: CodeDelivery = field(default_factory=LogDelivery)  # registration codes
-    clock_ms: Callable[[], int] = wall_clock_ms
+    clock_ms: Callable[[], int] = now_ms
     stopping: bool = False
+    # Called as ``hook(channel_id, how)`` when a temp channel ends (channel_socket.ChannelEnd
+    # says how); synchronous, on the event loop: spawn a task for anything slow.
+    channel_ended: list[Callable[[ChannelId, Any], None]] = field(default_factory=list)
 
     def begin_shutdown(self) -> None:
         """Called as the server starts to stop: long-polls answer now instead of waiting."""
@@ -85,13 +86,18 @@ def services(conn: HTTPConnection) -> Services:
     return svc
 
 
+@functools.lru_cache(maxsize=4096)
+def _budget_key(host: str) -> str:
+    return address_key(host)  # cached: every authenticated request asks
+
+
 def client_address(conn: HTTPConnection) -> str:
-    """The peer's address in canonical form, IPv6 by /64 (addresses.py); uvicorn rewrites
-    it from X-Forwarded-For only for trusted proxies."""
-    return canonical_address(conn.client.host) if conn.client else "unknown"
+    """The peer's budget key: IPv4, or the /64 of an IPv6 address (addresses.py); uvicorn
+    rewrites the peer from X-Forwarded-For only for trusted proxies."""
+    return _budget_key(conn.client.host) if conn.client else "unknown"
 
 
-async def authenticate(conn: HTTPConnection) -> DeviceRecord:
+async def authenticate(conn: HTTPConnection) -> StoredDevice:
     """The device behind ``Basic number[.id]:password`` (§4), or ``AuthError`` (401).
 
     A missing or malformed header is 401 at once. Otherwise the address's
@@ -125,7 +131,7 @@ async def authenticate(conn: HTTPConnection) -> DeviceRecord:
     return await _seen(svc, device)
 
 
-async def _seen(svc: Services, device: DeviceRecord) -> DeviceRecord:
+async def _seen(svc: Services, device: StoredDevice) -> StoredDevice:
     now = svc.clock_ms()
     if now - device.last_seen_ms >= LAST_SEEN_RESOLUTION_MS:
         await svc.storage.touch_device(device.number, device.device_id, now)

@@ -54,13 +54,13 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from textsecure_provision.errors import ServiceUnavailableError
-from textsecure_provision.server.config import redact_url
 from textsecure_provision.server.fanout.base import (
     ChannelId,
     ChannelSink,
     EventWaiter,
     MailboxKey,
 )
+from textsecure_provision.server.urls import redact_url
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from textsecure_provision.server.codes import new_code
 from textsecure_provision.server.policy.common import DeviceRequest
 from textsecure_provision.server.policy.guesses import code_guess
 from textsecure_provision.server.services import Services
-from textsecure_provision.server.storage.base import DeviceRecord
+from textsecure_provision.server.storage.base import StoredDevice
 
 MASTER_DEVICE_ID = 1
 
@@ -31,7 +31,7 @@ def _full(svc: Services) -> DeviceLimitError:
     return DeviceLimitError(f"the account already has {svc.config.max_devices} devices")
 
 
-async def issue_code(svc: Services, master: DeviceRecord) -> str:
+async def issue_code(svc: Services, master: StoredDevice) -> str:
     """A new provisioning code for ``master``'s account (429 past the number's limit,
     411 if the account is full); it expires after ``provisioning_code_ttl_s``."""
     await svc.limits.enforce("provisioning_code_number", master.number)
@@ -72,7 +72,7 @@ async def link(
     return device_id
 
 
-async def unlink(svc: Services, master: DeviceRecord, target: int) -> None:
+async def unlink(svc: Services, master: StoredDevice, target: int) -> None:
     """Remove device ``target`` with its keys, messages and credentials (403 for device 1,
     404 unknown)."""
     if target == MASTER_DEVICE_ID:

@@ -15,10 +15,10 @@ from collections.abc import Sequence
 from textsecure_provision.errors import IdentityKeyMismatchError, NotFoundError
 from textsecure_provision.server.services import Services
 from textsecure_provision.server.storage.base import (
-    DeviceRecord,
     KeyBundle,
     PreKeyRecord,
     SignedPreKeyRecord,
+    StoredDevice,
 )
 
 MASTER_DEVICE_ID = 1
@@ -26,7 +26,7 @@ MASTER_DEVICE_ID = 1
 
 async def upload(
     svc: Services,
-    device: DeviceRecord,
+    device: StoredDevice,
     identity_key: bytes,
     signed: SignedPreKeyRecord,
     prekeys: Sequence[PreKeyRecord],
@@ -47,12 +47,12 @@ async def upload(
     await svc.storage.replace_keys(device.number, device.device_id, signed, prekeys, last_resort)
 
 
-def pair_key(asker: DeviceRecord, number: str, which: int | None) -> str:
+def pair_key(asker: StoredDevice, number: str, which: int | None) -> str:
     return f"{asker.number}.{asker.device_id}__{number}.{'*' if which is None else which}"
 
 
 async def fetch(
-    svc: Services, asker: DeviceRecord, number: str, which: int | None
+    svc: Services, asker: StoredDevice, number: str, which: int | None
 ) -> tuple[bytes, list[KeyBundle]]:
     """The identity key and bundles of ``number``'s device ``which`` (None: every device
     with keys, except the asker itself). 429 past ``key_fetch_pair``; 404 no keys."""

@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 from textsecure_provision.errors import (
     ChannelGoneError,
@@ -28,39 +27,27 @@ from textsecure_provision.errors import (
     RateLimitedError,
     StaleDevicesError,
 )
+from textsecure_provision.protocol.bodies import OutgoingMessage
 from textsecure_provision.server.fanout.base import ChannelId, mailbox_key
 from textsecure_provision.server.services import Services
 from textsecure_provision.server.storage.base import (
-    DeviceRecord,
     NewMessage,
     QueueQuota,
+    StoredDevice,
     StoredMessage,
 )
 
 QUEUE_FULL_RETRY_S = 60  # a hint: the queue empties as fast as its device acknowledges
 
 
-@dataclass(frozen=True)
-class Outgoing:
-    """One message of a send, parsed (§4 ``messages[]``)."""
-
-    type: int
-    device_id: int
-    registration_id: int  # 0: not checked
-    body: bytes = field(repr=False)
-    timestamp: int | None
-
-
 def check_destination(
-    sender: DeviceRecord,
+    sender: StoredDevice,
     number: str,
-    outgoing: Sequence[Outgoing],
-    devices: dict[int, DeviceRecord],
+    outgoing: Sequence[OutgoingMessage],
+    devices: dict[int, StoredDevice],
 ) -> None:
     """404/400/409/410 for a send of ``outgoing`` to ``number``'s ``devices``."""
-    ids = [m.device_id for m in outgoing]
-    if len(set(ids)) != len(ids):
-        raise InvalidInputError("the same destinationDeviceId appears twice")
+    ids = [m.destination_device_id for m in outgoing]  # distinct (OutgoingMessages)
     if not devices:
         raise NotFoundError("no such account")
     if number == sender.number:
@@ -79,16 +66,17 @@ def check_destination(
                 extra=extra,
             )
     stale = sorted(
-        m.device_id
+        m.destination_device_id
         for m in outgoing
-        if m.registration_id and devices[m.device_id].registration_id != m.registration_id
+        if m.destination_registration_id  # 0 or absent: not checked
+        and devices[m.destination_device_id].registration_id != m.destination_registration_id
     )
     if stale:
         raise StaleDevicesError("a destination device was re-linked", stale=stale)
 
 
 async def send_to_number(
-    svc: Services, sender: DeviceRecord, number: str, outgoing: Sequence[Outgoing]
+    svc: Services, sender: StoredDevice, number: str, outgoing: Sequence[OutgoingMessage]
 ) -> None:
     devices = {d.device_id: d for d in await svc.storage.list_devices(number)}
     check_destination(sender, number, outgoing, devices)
@@ -97,7 +85,7 @@ async def send_to_number(
         NewMessage(
             guid=str(uuid.uuid4()),
             number=number,
-            device_id=m.device_id,
+            device_id=m.destination_device_id,
             source=sender.number,
             source_device=sender.device_id,
             type=m.type,
@@ -118,7 +106,7 @@ async def send_to_number(
         )
     svc.metrics.messages_stored += len(messages)
     for m in outgoing:
-        await svc.fanout.notify(mailbox_key(number, m.device_id))
+        await svc.fanout.notify(mailbox_key(number, m.destination_device_id))
 
 
 async def send_to_channel(svc: Services, channel: ChannelId, frame: str) -> None:
@@ -129,7 +117,7 @@ async def send_to_channel(svc: Services, channel: ChannelId, frame: str) -> None
 
 
 async def fetch(
-    svc: Services, device: DeviceRecord, wait_s: float
+    svc: Services, device: StoredDevice, wait_s: float
 ) -> tuple[list[StoredMessage], bool]:
     """The oldest page of the device's messages; with none, wait up to ``wait_s`` for the
     first (woken by the fan-out, never by polling storage)."""
@@ -152,7 +140,7 @@ async def fetch(
     return messages, more
 
 
-async def acknowledge(svc: Services, device: DeviceRecord, guid: str) -> None:
+async def acknowledge(svc: Services, device: StoredDevice, guid: str) -> None:
     """Delete the device's message ``guid`` (404 if it has none)."""
     if not await svc.storage.delete_message(device.number, device.device_id, guid):
         raise NotFoundError("no such message for this device")

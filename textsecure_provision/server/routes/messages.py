@@ -7,44 +7,22 @@ Parse → ``policy/messages.py`` → render. ``fastpath.py`` serves the PUT thro
 from __future__ import annotations
 
 import re
-from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from textsecure_provision.errors import InvalidInputError, MessageFormatError
-from textsecure_provision.protocol.encoding import b64decode, b64encode, parse_phone_number
+from textsecure_provision.protocol.bodies import ChannelMessages, OutgoingMessages
+from textsecure_provision.protocol.encoding import b64encode, parse_phone_number
 from textsecure_provision.server.fanout.base import ChannelId
 from textsecure_provision.server.handlers import json_response
 from textsecure_provision.server.policy import messages
-from textsecure_provision.server.policy.messages import Outgoing
 from textsecure_provision.server.routes.channels import message_frame
 from textsecure_provision.server.services import authenticate, services
-from textsecure_provision.server.validation import (
-    INT31_MAX,
-    UINT32_MAX,
-    get_int,
-    get_list,
-    get_optional_int,
-    parse_wait,
-    read_json_object,
-)
+from textsecure_provision.server.validation import parse_wait, read_body
 
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
-
-
-def _outgoing(doc: object) -> Outgoing:
-    if not isinstance(doc, dict):
-        raise MessageFormatError("each of messages must be a JSON object")
-    return Outgoing(
-        type=get_int(doc, "type", lo=0, hi=INT31_MAX),
-        device_id=get_int(doc, "destinationDeviceId", lo=1, hi=INT31_MAX),
-        # 0 or absent: "not checked", as Signal-Server does (docs/protocol.md)
-        registration_id=get_optional_int(doc, "destinationRegistrationId", hi=UINT32_MAX) or 0,
-        body=b64decode(doc.get("body"), name="body"),
-        timestamp=get_optional_int(doc, "timestamp"),
-    )
 
 
 async def send_messages(request: Request) -> Response:
@@ -53,37 +31,27 @@ async def send_messages(request: Request) -> Response:
     To a number: 400 malformed, 404 no such account or device, 409 devices not
     covered, 410 stale registration id, 429 past ``message_send_device`` or when a
     destination device's queue is full (nothing is stored then). To a channel:
-    exactly one message, whose body (the DeviceInit) is relayed (§4.1); 404 if the
-    channel is gone, expired or already used.
+    exactly one message, whose body (the DeviceInit) is relayed (§4.1); only
+    ``body`` matters; 404 if the channel is gone, expired or already used.
     """
     svc = services(request)
     destination = request.path_params["destination"]
     sender = await authenticate(request)
     await svc.limits.enforce("message_send_device", f"{sender.number}.{sender.device_id}")
-    doc = await read_json_object(request)
-    items = get_list(doc, "messages")
     channel = destination.lower()
     if _UUID.fullmatch(channel):
-        body_text = _channel_body(items)
-        await messages.send_to_channel(svc, ChannelId(channel), message_frame(body_text))
+        to_channel = await read_body(request, ChannelMessages)
+        if len(to_channel.messages) != 1:
+            raise MessageFormatError("a temp channel takes exactly one message")
+        frame = message_frame(b64encode(to_channel.messages[0].body))
+        await messages.send_to_channel(svc, ChannelId(channel), frame)
         return json_response({})
+    body = await read_body(request, OutgoingMessages)
     number = parse_phone_number(destination)
-    if not items:
-        raise MessageFormatError("messages is empty")
-    if len(items) > svc.config.max_messages_per_send:
+    if len(body.messages) > svc.config.max_messages_per_send:
         raise InvalidInputError(f"at most {svc.config.max_messages_per_send} messages per send")
-    await messages.send_to_number(svc, sender, number, [_outgoing(item) for item in items])
+    await messages.send_to_number(svc, sender, number, body.messages)
     return json_response({})
-
-
-def _channel_body(items: list[Any]) -> str:
-    """Only ``body`` matters; the other fields may be absent."""
-    if len(items) != 1 or not isinstance(items[0], dict):
-        raise MessageFormatError("a temp channel takes exactly one message")
-    body_text = items[0].get("body")
-    b64decode(body_text, name="body")  # strict base64, so the frame holds what §4.1 says
-    assert isinstance(body_text, str)
-    return body_text
 
 
 async def fetch_messages(request: Request) -> Response:

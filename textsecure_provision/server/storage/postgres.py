@@ -44,9 +44,7 @@ from textsecure_provision.errors import (
     ServiceUnavailableError,
     StoreError,
 )
-from textsecure_provision.server.config import redact_url
 from textsecure_provision.server.storage.base import (
-    DeviceRecord,
     GuessFailures,
     KeyBundle,
     NewDevice,
@@ -54,6 +52,7 @@ from textsecure_provision.server.storage.base import (
     PreKeyRecord,
     QueueQuota,
     SignedPreKeyRecord,
+    StoredDevice,
     StoredMessage,
     device_from_row,
     match_code,
@@ -61,6 +60,7 @@ from textsecure_provision.server.storage.base import (
     queued_by_device,
 )
 from textsecure_provision.server.storage.migrations import load_migrations
+from textsecure_provision.server.urls import redact_url
 
 log = logging.getLogger(__name__)
 
@@ -368,7 +368,7 @@ class PostgresStorage:
             now_ms,
         )
 
-    async def get_device(self, number: str, device_id: int) -> DeviceRecord | None:
+    async def get_device(self, number: str, device_id: int) -> StoredDevice | None:
         async with self._con() as con:
             row = await con.fetchrow(
                 f"SELECT {_DEVICE_COLUMNS} FROM devices WHERE number = $1 AND device_id = $2",  # noqa: S608
@@ -377,7 +377,7 @@ class PostgresStorage:
             )
         return None if row is None else device_from_row(row)
 
-    async def list_devices(self, number: str) -> list[DeviceRecord]:
+    async def list_devices(self, number: str) -> list[StoredDevice]:
         async with self._con() as con:
             rows = await con.fetch(
                 f"SELECT {_DEVICE_COLUMNS} FROM devices WHERE number = $1 ORDER BY device_id",  # noqa: S608
