@@ -53,6 +53,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import msgspec
 import websockets
 
 from textsecure_provision.crypto.keys import KeyPair
@@ -138,12 +139,13 @@ def new_number() -> str:
 
 
 def keys_upload(identity: KeyPair, prekeys: int) -> dict[str, Any]:
-    return build_keys_upload(
+    body = build_keys_upload(
         identity.public,
         generate_signed_prekey(identity, 1),
         generate_prekeys(1, prekeys),
         generate_prekeys(0xFFFFFF, 1)[0],
     )
+    return msgspec.to_builtins(body)  # type: ignore[no-any-return]
 
 
 def check(r: httpx.Response, what: str) -> httpx.Response:

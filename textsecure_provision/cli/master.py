@@ -8,7 +8,7 @@ import click
 
 from textsecure_provision.cli.context import Settings
 from textsecure_provision.cli.default_group import DefaultGroup
-from textsecure_provision.cli.options import flow_config, local_globals
+from textsecure_provision.cli.options import flow_config, local_globals, qr_decoder_option
 
 MAX_STDIN_LINK = 4096  # a link is ~200 characters; refuse to slurp anything big
 
@@ -41,9 +41,14 @@ def master() -> None:
     help="Wait this long for the new device to confirm the link (exit 3 if it does not); "
     "0: do not wait.",
 )
+@qr_decoder_option
 @local_globals
 def scan(
-    settings: Settings, qr_image: str | None, link_text: str | None, ack_timeout: float
+    settings: Settings,
+    qr_image: str | None,
+    link_text: str | None,
+    ack_timeout: float,
+    qr_decoder: str,
 ) -> None:
     """Link the new device whose QR code is in IMAGE, or whose link is given or on stdin.
 
@@ -64,7 +69,7 @@ def scan(
     if qr_image:
         from textsecure_provision.qr.scan import scan_text
 
-        text = scan_text(qr_image)
+        text = scan_text(qr_image, decoder=qr_decoder)
     elif link_text:
         text = link_text
     else:

@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.types import Receive, Scope, Send
 
+from textsecure_provision.clock import now_ms
 from textsecure_provision.errors import ProvisionError
 from textsecure_provision.server import fastpath
 from textsecure_provision.server.config import (
@@ -34,7 +35,7 @@ from textsecure_provision.server.limits import Limits, MemoryRateLimiter, RateLi
 from textsecure_provision.server.metrics import Metrics
 from textsecure_provision.server.middleware import GuardMiddleware
 from textsecure_provision.server.routes import accounts, channels, devices, keys, messages, ops
-from textsecure_provision.server.services import Services, wall_clock_ms
+from textsecure_provision.server.services import Services
 from textsecure_provision.server.storage.base import Storage
 
 log = logging.getLogger("textsecure_provision.server")
@@ -90,7 +91,7 @@ def create_app(
     storage: Storage | None = None,
     fanout: FanOut | None = None,
     limiter: RateLimiter | None = None,
-    clock_ms: Callable[[], int] = wall_clock_ms,
+    clock_ms: Callable[[], int] = now_ms,
 ) -> RelayApp:
     metrics = Metrics()
     svc = Services(

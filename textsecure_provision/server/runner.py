@@ -23,10 +23,7 @@ Choices, each for a reason:
 
 from __future__ import annotations
 
-import contextlib
 import gc
-import os
-import tempfile
 import threading
 from pathlib import Path
 from types import FrameType
@@ -35,6 +32,7 @@ from typing import Any
 import uvicorn
 from starlette.applications import Starlette
 
+from textsecure_provision.atomic_write import atomic_write
 from textsecure_provision.server.channel_socket import ChannelHttpFactory, ChannelSocketFactory
 from textsecure_provision.server.config import ServerConfig
 from textsecure_provision.server.services import Services
@@ -130,14 +128,4 @@ def write_atomically(path: str, text: str) -> None:
     """Readers see the old file or the whole new one, never a part."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    atomic_write(target, text.encode())

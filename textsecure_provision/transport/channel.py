@@ -10,10 +10,9 @@ then opens a new channel with a new key (§4.1 step 3).
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import ssl
-from typing import Any
+from typing import TypeVar
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
@@ -26,7 +25,7 @@ from textsecure_provision.errors import (
     ServerRefusedError,
     ServerUnreachableError,
 )
-from textsecure_provision.protocol.encoding import b64decode
+from textsecure_provision.protocol.bodies import ChannelDelivery, ChannelOpened, decode
 from textsecure_provision.protocol.link import parse_channel_id
 from textsecure_provision.transport.tls import make_ssl_context
 
@@ -130,28 +129,30 @@ class TempChannel:
         await self.close()
 
 
-def _load_frame(frame: str | bytes, what: str) -> dict[str, Any]:
+T = TypeVar("T")
+
+
+def _frame(frame: str | bytes, kind: type[T], what: str) -> T:
+    # surrogatepass: a lone surrogate becomes bytes msgspec refuses, not a UnicodeEncodeError
+    raw = frame.encode("utf-8", "surrogatepass") if isinstance(frame, str) else frame
     try:
-        doc = json.loads(frame)
-    except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # RecursionError: nesting
-        raise MessageFormatError(f"the server's {what} frame is not JSON") from exc
-    if not isinstance(doc, dict):
-        raise MessageFormatError(f"the server's {what} frame is not a JSON object")
-    return doc
+        return decode(raw, kind)
+    except MessageFormatError as exc:
+        raise MessageFormatError(
+            f"the server's {what} frame is malformed ({exc.message})"
+        ) from None
 
 
 def _parse_uuid_frame(frame: str | bytes) -> str:
-    doc = _load_frame(frame, "first")
-    uuid = doc.get("uuid")
+    opened = _frame(frame, ChannelOpened, "first")
     try:
-        return parse_channel_id(uuid if isinstance(uuid, str) else "")
+        return parse_channel_id(opened.uuid)
     except ProvisionError as exc:
         raise MessageFormatError("the server's channel uuid is not a canonical uuid") from exc
 
 
 def _parse_message_frame(frame: str | bytes) -> bytes:
-    doc = _load_frame(frame, "message")
-    return b64decode(doc.get("message"), name="the channel message")
+    return _frame(frame, ChannelDelivery, "message").message
 
 
 def _status_error(exc: InvalidStatus) -> ProvisionError:
