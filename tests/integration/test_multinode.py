@@ -231,23 +231,27 @@ async def test_a_channel_whose_node_died_is_404_not_a_hang(
     assert time.monotonic() - started < 2.0  # no waiting for an answer that cannot come
 
 
-async def test_channel_ids_carry_their_node_tag_and_touch_no_redis_key(
+async def test_channel_ids_carry_their_node_tag_and_their_key_goes_with_them(
     pair: Pair, clients: tuple[httpx.AsyncClient, httpx.AsyncClient]
 ) -> None:
-    """Opening a channel writes nothing to Redis: the id routes itself (fanout/redis.py)."""
+    """The id routes itself (its node tag); its key, there for the short-code nameplates,
+    lives while the channel is open and goes once it is delivered (fanout/redis.py)."""
     a, _ = clients
     master = await register(a)
     ws, channel = await _open(pair.a_ws)
+    key = f"{pair.fields['redis_prefix']}ch:{channel}"
+    redis = Redis.from_url(str(pair.fields["redis_url"]))
     try:
         assert channel.startswith(pair.a.services.fanout.node_id)  # type: ignore[attr-defined]
-        redis = Redis.from_url(str(pair.fields["redis_url"]))
-        try:
-            assert await redis.keys(f"{pair.fields['redis_prefix']}ch:*") == []
-        finally:
-            await redis.aclose()
+        assert await redis.get(key) == channel[:8].encode()
         r = await a.put(f"/v1/messages/{channel}", json=channel_body(), auth=master.auth)
         assert r.status_code == 200
+        deadline = time.monotonic() + WAIT_S
+        while await redis.exists(key) and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)  # the DEL is not awaited by the PUT: wait on Redis
+        assert await redis.exists(key) == 0
     finally:
+        await redis.aclose()
         await ws.close()  # type: ignore[attr-defined]
 
 

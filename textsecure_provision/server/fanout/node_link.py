@@ -168,6 +168,11 @@ class _Resp(asyncio.Protocol):
             self.transport.abort()
 
 
+def _discard(fut: asyncio.Future[Any]) -> None:
+    if not fut.cancelled():
+        fut.exception()  # read, so that asyncio does not log it as never retrieved
+
+
 class NodeLink:
     """``PUBLISH`` to any topic and receive one topic's messages (see the module docstring)."""
 
@@ -211,16 +216,25 @@ class NodeLink:
     async def publish(self, topic: str, data: str) -> int:
         """``PUBLISH``; the number of subscribers that got it. ``ConnectionError`` when the
         link is down or Redis does not answer in time."""
+        return int(await self.command("PUBLISH", topic, data))
+
+    async def command(self, *args: str) -> Any:
+        """One command's reply (pipelined with the others of this loop turn)."""
         cmd = self._cmd
         if not self.up or cmd is None:
             raise ConnectionError("the Redis node link is down")
         try:
-            return int(
-                await asyncio.wait_for(cmd.command("PUBLISH", topic, data), COMMAND_TIMEOUT_S)
-            )
+            return await asyncio.wait_for(cmd.command(*args), COMMAND_TIMEOUT_S)
         except TimeoutError:
             cmd.abort()  # a stuck connection: the supervisor reconnects
-            raise ConnectionError("Redis did not answer a PUBLISH") from None
+            raise ConnectionError(f"Redis did not answer a {args[0]}") from None
+
+    def fire(self, *args: str) -> None:
+        """A command whose reply nobody waits for (best effort: dropped if the link is
+        down; its reply, or error, is read and discarded in order)."""
+        cmd = self._cmd
+        if self.up and cmd is not None:
+            cmd.command(*args).add_done_callback(_discard)
 
     # -- connections -------------------------------------------------------------------------
     async def _connect(self, on_push: Callable[[Any], None] | None) -> _Resp:

@@ -2,14 +2,17 @@
 
 Names (``P`` is ``--redis-prefix``, so several deployments can share a Redis)::
 
+    P ch:<uuid>        key, value = the holder's tag, while the channel is open (for the
+                       short-code nameplates' liveness check, nameplates/redis.py)
     P node:<tag>       pub/sub topic: deliveries for that node and answers to its requests
     P mb:<number>.<d>  pub/sub topic: "a message was stored for this device"
 
 **Temp channels (§4.1).** A node has a random 32-bit *tag* (8 hex digits,
 checked unused on its topic at start) and writes it into the first 8 hex
 digits of every channel id it hands out (``route_channel_id``; the other 90
-random bits of the v4 uuid stay the capability). So a channel needs no Redis
-at all while it waits: nothing is written when it opens or closes. A ``PUT
+random bits of the v4 uuid stay the capability). So no lookup routes a PUT;
+the channel's key (set before the uuid frame leaves, dropped without waiting
+when it is delivered or closed) only tells the nameplates it is open. A ``PUT
 /v1/messages/U`` on the holder (the tag is its own) pops the local sink: one
 dict pop, the claim. On any other node it publishes the frame on the tag's
 topic and waits for the holder's answer (True once the frame is written to
@@ -22,9 +25,11 @@ tag, both answer and the requester waits for as many answers as ``PUBLISH``
 counted receivers: True if any delivered. The frame is not kept anywhere (no
 ack on channels).
 
-Per rendezvous that is 0 Redis commands when the PUT reaches the holder, and
-2 ``PUBLISH`` when it does not (the delivery and its answer); the former
-design's ``SET`` on open and ``GETDEL`` on PUT are gone (docs/performance.md).
+Per rendezvous that is the key's ``SET`` and ``DEL`` when the PUT reaches the
+holder, plus 2 ``PUBLISH`` when it does not (the delivery and its answer),
+all over the node link (node_link.py), none of them awaited by the PUT on the
+holder; the former ``GETDEL`` that every PUT waited for is gone
+(docs/performance.md).
 
 **Mailbox wake-ups.** A long-poll subscribes to its device's topic and waits
 for Redis to confirm the subscription *before* it re-reads storage; a send
@@ -78,6 +83,7 @@ DELIVER_TIMEOUT_S = 5.0  # the holder answers in ~1 ms; longer means it or the l
 SUBSCRIBE_TIMEOUT_S = 5.0
 PING_INTERVAL_S = 5.0  # an idle pub/sub link is pinged; no answer within as long is dead
 SOCKET_TIMEOUT_S = 3.0
+KEY_GRACE_MS = 1000  # the key outlives the channel a little; the holder's own state decides
 TAG_TRIES = 5  # a fresh tag per try while another node already listens on one
 RECONNECT_MAX_S = 2.0
 MAX_CONNECTIONS = 50  # per pool; a command holds one for ~0.1 ms, so this serves thousands/s
@@ -167,6 +173,9 @@ class RedisFanOut:
         self._node: NodeLink | None = None  # deliveries and their answers (node_link.py)
 
     # -- names -----------------------------------------------------------------------------------
+    def _channel_key(self, channel_id: str) -> str:
+        return f"{self.prefix}ch:{channel_id}"
+
     def _node_topic(self, node_id: str) -> str:
         return f"{self.prefix}node:{node_id}"
 
@@ -365,9 +374,11 @@ class RedisFanOut:
             task.add_done_callback(self._tasks.discard)
 
     async def _serve_delivery(self, doc: dict[str, Any]) -> None:
-        sink = self._channels.pop(ChannelId(str(doc.get("c"))), None)
+        channel_id = ChannelId(str(doc.get("c")))
+        sink = self._channels.pop(channel_id, None)
         ok = False
         if sink is not None:
+            self._forget(channel_id)
             ok = await sink(str(doc.get("f")))
         answer = json.dumps({"t": "r", "i": doc.get("i"), "ok": ok}, separators=(",", ":"))
         try:
@@ -377,19 +388,39 @@ class RedisFanOut:
 
     # -- temp channels (§4.1) ----------------------------------------------------------------------
     async def open_channel(self, channel_id: ChannelId, sink: ChannelSink, ttl_s: float) -> None:
-        # Nothing goes to Redis (the id routes itself); without the link, though, no other
-        # node could reach the channel: refuse now (503). The holder's timer ends it (ttl_s).
-        self._require_node_link()
+        # The id routes itself; the key only says "open" to the short-code nameplates
+        # (nameplates/redis.py checks it), set before the uuid leaves. Without the link no
+        # other node could reach the channel: refuse now (503).
+        node = self._require_node_link()
         self._channels[channel_id] = sink
+        try:
+            await node.command(
+                "SET", self._channel_key(channel_id), self.node_id,
+                "PX", str(int(ttl_s * 1000) + KEY_GRACE_MS),
+            )  # fmt: skip
+        except _REDIS_ERRORS as exc:
+            self._channels.pop(channel_id, None)
+            raise self._unavailable(exc) from exc
 
     async def close_channel(self, channel_id: ChannelId) -> None:
-        self._channels.pop(channel_id, None)
+        if self._channels.pop(channel_id, None) is not None:
+            self._forget(channel_id)
+
+    def _forget(self, channel_id: ChannelId) -> None:
+        """The channel's key goes (not awaited: it expires anyway; a nameplate bound to it
+        dies with it)."""
+        node = self._node
+        if node is not None:
+            node.fire("DEL", self._channel_key(channel_id))
 
     async def publish(self, channel_id: ChannelId, frame: str) -> bool:
         tag = channel_id[:8]
         if tag == self.node_id:  # ours: the pop is the claim, no round trip
             sink = self._channels.pop(channel_id, None)
-            return False if sink is None else await sink(frame)
+            if sink is None:
+                return False
+            self._forget(channel_id)
+            return await sink(frame)
         node = self._require_node_link()  # the holder's answer comes back over it
         request_id = f"{self._request_prefix}{next(self._request_ids):x}"
         delivery = _Delivery()
