@@ -253,13 +253,13 @@ def unavailable(bench: Bench) -> str | None:
         if not (HERE / bench.script).exists():
             return "B10 not available: no short-code link here (benchmarks/bench_code_link.py)"
         probe = subprocess.run(
-            [sys.executable, "-m", "textsecure_provision", "master", "--help"],
+            [sys.executable, "-m", "textsecure_provision", "master", "scan", "--help"],
             capture_output=True,
             text=True,
             timeout=60,
         )
         if "--code" not in probe.stdout:
-            return "B10 not available: `provision master` has no --code (short-code link)"
+            return "B10 not available: `provision master scan` has no --code (short-code link)"
     if bench.key == "B8":
         import socket
         from urllib.parse import urlsplit
