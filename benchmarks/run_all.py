@@ -162,8 +162,8 @@ def _b10(r: dict[str, Any]) -> Parsed:
         return r["summary"], "-", None
     return (
         f"by code median {r['code_median_s']:.3f} s vs by link {r['link_median_s']:.3f} s "
-        f"(+{r['extra_median_s'] * 1000:.0f} ms; pairwise {r['extra_pairwise_median_s'] * 1000:.0f}"
-        f" ms, {r['runs']} runs each)",
+        f"({r['extra_median_s'] * 1000:+.0f} ms; pairwise "
+        f"{r['extra_pairwise_median_s'] * 1000:+.0f} ms, {r['runs']} runs each)",
         "(no target: the price of typing a code)",
         None,
     )

@@ -19,9 +19,22 @@ import ipaddress
 IPV6_PREFIX = 64  # one subscriber's allocation: the unit an IPv6 client can vary at will
 
 
+def _canonical_ipv4(text: str) -> bool:
+    """A dotted quad already in canonical form (what ``getpeername`` gives): four decimal
+    octets, no leading zeros. Checked without ``ipaddress``, which costs ~3 % of a
+    rendezvous's server CPU per connection (B7); the result is the same string."""
+    parts = text.split(".")
+    return len(parts) == 4 and all(
+        p.isdigit() and p.isascii() and (p == "0" or p[0] != "0") and int(p) <= 255
+        for p in parts
+    )
+
+
 def canonical_address(text: str) -> str:
     """``text`` as an IP address in canonical form (IPv4-mapped IPv6 as IPv4), or unchanged
     when it is not one. Brackets and an IPv6 zone (``%eth0``) are dropped."""
+    if _canonical_ipv4(text):
+        return text
     try:
         ip = ipaddress.ip_address(text.strip("[]").partition("%")[0])
     except ValueError:
