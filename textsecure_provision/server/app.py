@@ -31,7 +31,8 @@ from textsecure_provision.server.config import (
 from textsecure_provision.server.fanout.base import FanOut
 from textsecure_provision.server.fanout.memory import MemoryFanOut
 from textsecure_provision.server.handlers import handle_http_exception, handle_provision_error
-from textsecure_provision.server.limits import Limits, MemoryRateLimiter, RateLimiter
+from textsecure_provision.server.limits import Limits, RateLimiter
+from textsecure_provision.server.limits.persistent import PersistentRateLimiter
 from textsecure_provision.server.metrics import Metrics
 from textsecure_provision.server.middleware import GuardMiddleware
 from textsecure_provision.server.nameplates.base import NameplateStore
@@ -68,13 +69,14 @@ def build_fanout(config: ServerConfig) -> FanOut:
     return MemoryFanOut()
 
 
-def build_limiter(config: ServerConfig) -> RateLimiter:
-    """Redis with ``--redis`` (limits count across nodes), else in memory."""
+def build_limiter(config: ServerConfig, storage: Storage) -> RateLimiter:
+    """Redis with ``--redis`` (limits count across nodes), else in memory with the guess
+    budgets saved in ``storage`` (limits/persistent.py: they survive a restart)."""
     if config.redis_url:
-        from textsecure_provision.server.limits_redis import RedisRateLimiter
+        from textsecure_provision.server.limits.redis import RedisRateLimiter
 
         return RedisRateLimiter(config.redis_url, config.redis_prefix)
-    return MemoryRateLimiter()
+    return PersistentRateLimiter(storage, config.rate_limits)
 
 
 def build_nameplates(
@@ -110,12 +112,15 @@ def create_app(
     clock_ms: Callable[[], int] = now_ms,
 ) -> RelayApp:
     metrics = Metrics()
+    storage = storage if storage is not None else build_storage(config)
     svc = Services(
         config=config,
-        storage=storage if storage is not None else build_storage(config),
+        storage=storage,
         fanout=fanout if fanout is not None else build_fanout(config),
         limits=Limits(
-            limiter if limiter is not None else build_limiter(config), config.rate_limits, metrics
+            limiter if limiter is not None else build_limiter(config, storage),
+            config.rate_limits,
+            metrics,
         ),
         metrics=metrics,
         clock_ms=clock_ms,
@@ -126,6 +131,7 @@ def create_app(
         await svc.storage.open()
         try:
             try:
+                await svc.limits.limiter.open()
                 await svc.fanout.start()
             except BaseException:
                 await svc.limits.limiter.close()

@@ -32,7 +32,7 @@ from textsecure_provision.server.nameplates.base import (
     Outcome,
     Read,
 )
-from textsecure_provision.server.storage.postgres import redact_url
+from textsecure_provision.server.urls import redact_url
 
 # ARGV[1] = P, ARGV[2] = the channel key prefix (P ch:). Shared head of every script:
 # np(n) finds the live nameplate n, dropping it (and its mailbox) if its channel is gone.
