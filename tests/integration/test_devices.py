@@ -247,9 +247,13 @@ async def test_another_account_cannot_unlink(client: httpx.AsyncClient) -> None:
 async def test_wrong_codes_are_cut_off_at_the_rules_count(
     server: RunningServer, client: httpx.AsyncClient
 ) -> None:
-    """Default limits: a guesser gets exactly the per-number budget of wrong codes, then 429."""
-    rule = server.services.config.rate_limits.code_guess_number
-    assert rule is not None and rule.count < 20  # the default rule: 20 guesses cross it
+    """Default limits: one guesser (one address, one number) gets exactly the smaller of the
+    per-number and per-address budgets of wrong codes, then 429."""
+    limits = server.services.config.rate_limits
+    rules = [r for r in (limits.code_guess_number, limits.code_guess_address) if r is not None]
+    assert rules, "the default limits guard provisioning codes"
+    budget = min(r.count for r in rules)
+    assert budget < 20  # the default rules: 20 guesses cross the budget
     master = await register(client)
     code = await provisioning_code(client, master)
     statuses = []
@@ -258,7 +262,7 @@ async def test_wrong_codes_are_cut_off_at_the_rules_count(
         statuses.append((await put_code(client, master.number, wrong)).status_code)
     assert 429 in statuses
     first_refusal = statuses.index(429)
-    assert first_refusal == rule.count
+    assert first_refusal == budget
     assert set(statuses[:first_refusal]) == {403}
     assert set(statuses[first_refusal:]) == {429}
     # Cut off for this number: even the right code waits (the guesser cannot slip it in).
