@@ -25,8 +25,7 @@ def _canonical_ipv4(text: str) -> bool:
     rendezvous's server CPU per connection (B7); the result is the same string."""
     parts = text.split(".")
     return len(parts) == 4 and all(
-        p.isdigit() and p.isascii() and (p == "0" or p[0] != "0") and int(p) <= 255
-        for p in parts
+        p.isdigit() and p.isascii() and (p == "0" or p[0] != "0") and int(p) <= 255 for p in parts
     )
 
 
