@@ -96,8 +96,10 @@ async def _idle_holder(host: str, port: int, target: int, stats: dict[str, int])
                 stats["idle_refused"] += 1
             else:
                 n += 1
-                if n % 2:
-                    done[0].write(stall)
+                transport = done[0]
+                if n % 2 and not transport.is_closing():  # the server may have shut it
+                    with contextlib.suppress(RuntimeError, OSError):
+                        transport.write(stall)
         await asyncio.sleep(0.05 if missing > 200 else 1.0)  # pacing the refill
 
 
