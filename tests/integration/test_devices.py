@@ -247,9 +247,12 @@ async def test_another_account_cannot_unlink(client: httpx.AsyncClient) -> None:
 async def test_wrong_codes_are_cut_off_at_the_rules_count(
     server: RunningServer, client: httpx.AsyncClient
 ) -> None:
-    """Default limits: a guesser gets exactly the per-number budget of wrong codes, then 429."""
-    rule = server.services.config.rate_limits.code_guess_number
-    assert rule is not None and rule.count < 20  # the default rule: 20 guesses cross it
+    """Default limits: a guesser at one address gets exactly that address's budget of wrong
+    codes (tighter than the number's), then 429."""
+    limits = server.services.config.rate_limits
+    rule, per_number = limits.code_guess_address, limits.code_guess_number
+    assert rule is not None and per_number is not None
+    assert rule.count < min(20, per_number.count)  # the default rule: 20 guesses cross it
     master = await register(client)
     code = await provisioning_code(client, master)
     statuses = []
@@ -261,7 +264,7 @@ async def test_wrong_codes_are_cut_off_at_the_rules_count(
     assert first_refusal == rule.count
     assert set(statuses[:first_refusal]) == {403}
     assert set(statuses[first_refusal:]) == {429}
-    # Cut off for this number: even the right code waits (the guesser cannot slip it in).
+    # Cut off: even the right code waits (the guesser cannot slip it in).
     r = await put_code(client, master.number, code)
     assert r.status_code == 429
     assert int(r.headers["Retry-After"]) >= 1
