@@ -58,6 +58,11 @@ _RATE_LIMIT_HELP = (
     help="Seconds a temp channel stays open (§4.1).",
 )
 @click.option(
+    "--short-codes/--no-short-codes",
+    default=True,
+    help="Offer links by short code (`provision master --code`; GET /v1/capabilities).",
+)
+@click.option(
     "--tls-cert", type=click.Path(exists=True, dir_okay=False), help="TLS certificate (PEM)."
 )
 @click.option(
@@ -169,6 +174,7 @@ def server(
     redis_url: str | None,
     redis_prefix: str,
     channel_ttl: float,
+    short_codes: bool,
     tls_cert: str | None,
     tls_key: str | None,
     registration_codes: str | None,
@@ -233,6 +239,7 @@ def server(
             redis_url=redis_url or None,
             redis_prefix=redis_prefix,
             channel_ttl_s=channel_ttl,
+            short_codes=short_codes,
             registration_codes=mode,
             test_registration_code=test_registration_code,
             allow_test_code_on_public_bind=allow_test_code_on_public_bind,

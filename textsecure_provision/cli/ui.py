@@ -33,6 +33,11 @@ def _clock(seconds: float) -> str:
     return f"{seconds // 60}:{seconds % 60:02d}"
 
 
+def code_line(code: str) -> str:
+    """The short-code line under the QR code (fits 80 columns: codes are short)."""
+    return f"Or, on your other device: provision master --code {code}"
+
+
 def iso_utc(epoch_s: float) -> str:
     return datetime.fromtimestamp(epoch_s, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -67,7 +72,14 @@ class CliUi:
         self.out.result(name, self._labelled(message), **self.extra, **fields)
 
     def channel_opened(
-        self, link: str, *, channel_uuid: str, expires_in: float, deadline_in: float, renewed: bool
+        self,
+        link: str,
+        *,
+        channel_uuid: str,
+        expires_in: float,
+        deadline_in: float,
+        renewed: bool,
+        code: str | None = None,
     ) -> None:
         self.stop_countdown()
         if self.qr_out:
@@ -84,6 +96,7 @@ class CliUi:
             expires_at=iso_utc(now + expires_in),
             expires_in=round(expires_in),
             gives_up_in=round(deadline_in),
+            **({"code": code} if code is not None else {}),
         )
         if not self.out.json_mode and self.print_link:
             click.echo(link)
@@ -103,6 +116,12 @@ class CliUi:
                 f"Scan this QR code{where} with `provision master scan` on your account's device."
             )
         )
+        if code is not None:
+            line = self._labelled(code_line(code))
+            if self.out.json_mode and _isatty(sys.stderr):
+                self.out.stderr(line)  # a person reads this terminal, as the QR code above
+            else:
+                self.out.info(line)
         if not self.out.json_mode and _isatty(sys.stderr):
             self._start_countdown(expires_in, deadline_in)
 

@@ -33,10 +33,12 @@ from textsecure_provision.errors import (
 )
 from textsecure_provision.flows.config import FlowConfig
 from textsecure_provision.flows.keys import generate_device_keys, new_password, new_registration_id
+from textsecure_provision.flows.shortcode import CodeOffers
 from textsecure_provision.flows.ui import Ui
 from textsecure_provision.protocol.encoding import parse_phone_number
 from textsecure_provision.protocol.link import ProvisioningLink, build_link
 from textsecure_provision.protocol.provisioning import OpenedInit, SecondaryLink
+from textsecure_provision.protocol.shortcode import DEFAULT_WORDS
 from textsecure_provision.store import DeviceRecord, PendingLink
 from textsecure_provision.transport.api import ApiClient, Credentials
 from textsecure_provision.transport.channel import TempChannel
@@ -59,6 +61,8 @@ class ListenOptions:
     expect_number: str | None = None
     no_verify: bool = False
     name: str | None = None
+    short_code: bool = True  # also offer a code for `provision master --code` (flows/shortcode.py)
+    code_words: int = DEFAULT_WORDS
 
 
 @dataclass(frozen=True)
@@ -83,7 +87,11 @@ async def listen_secondary(
     store.require_no_record()
     server = config.require_server()
     trusted = (server, *config.trusted_servers)
-    link_state, device_init = await _receive_device_init(config, ui, server, trusted, options, rng)
+    words = options.code_words if options.short_code else 0  # 0: no short codes
+    async with CodeOffers(config, server, words=words, rng=rng) as codes:
+        link_state, device_init = await _receive_device_init(
+            config, ui, server, trusted, options, rng, codes
+        )
     opened = _open(link_state, device_init)
     _announce(ui, opened)
     if options.no_verify:
@@ -121,6 +129,7 @@ async def _receive_device_init(
     trusted: tuple[str, ...],
     options: ListenOptions,
     rng: Rng,
+    codes: CodeOffers,
 ) -> tuple[SecondaryLink, bytes]:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + options.timeout_s
@@ -133,15 +142,17 @@ async def _receive_device_init(
         link_state = SecondaryLink.start(trusted, rng)
         async with await TempChannel.open(server, ca_file=config.ca_file) as channel:
             link = build_link(ProvisioningLink(channel.uuid, server, link_state.ephemeral.public))
+            offer = await codes.offer(channel.uuid, link_state.ephemeral.public)
             ui.channel_opened(
                 link,
                 channel_uuid=channel.uuid,
                 expires_in=min(ASSUMED_CHANNEL_TTL_S, remaining),
                 deadline_in=remaining,
                 renewed=renewed,
+                code=offer.code.text if offer is not None else None,
             )
             try:
-                body = await asyncio.wait_for(channel.receive(), remaining)
+                body = await asyncio.wait_for(codes.receive(channel.receive(), offer), remaining)
             except TimeoutError:
                 raise TimedOutError(
                     f"no device linked this one within {options.timeout_s:.0f} s"

@@ -25,9 +25,17 @@ class Ui(Protocol):
         """The command's outcome (stdout / one JSON line)."""
 
     def channel_opened(
-        self, link: str, *, channel_uuid: str, expires_in: float, deadline_in: float, renewed: bool
+        self,
+        link: str,
+        *,
+        channel_uuid: str,
+        expires_in: float,
+        deadline_in: float,
+        renewed: bool,
+        code: str | None = None,
     ) -> None:
-        """A channel is open: show the link as a QR code until it is used or expires."""
+        """A channel is open: show the link as a QR code until it is used or expires, and
+        the short code (``provision master --code``) when the server gave one."""
 
     def confirm(self, question: str, *, refusal: str) -> None:
         """Ask yes/no; raise ``RefusedError(refusal)`` unless the answer is yes."""
@@ -60,13 +68,20 @@ class RecordingUi:
         self.calls.append(("result", name, fields))
 
     def channel_opened(
-        self, link: str, *, channel_uuid: str, expires_in: float, deadline_in: float, renewed: bool
+        self,
+        link: str,
+        *,
+        channel_uuid: str,
+        expires_in: float,
+        deadline_in: float,
+        renewed: bool,
+        code: str | None = None,
     ) -> None:
         self.calls.append(
             (
                 "channel",
                 "channel_renewed" if renewed else "channel_opened",
-                {"link": link, "channel_uuid": channel_uuid},
+                {"link": link, "channel_uuid": channel_uuid, "code": code},
             )
         )
 

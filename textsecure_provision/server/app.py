@@ -35,7 +35,11 @@ from textsecure_provision.server.limits import Limits, RateLimiter
 from textsecure_provision.server.limits.persistent import PersistentRateLimiter
 from textsecure_provision.server.metrics import Metrics
 from textsecure_provision.server.middleware import GuardMiddleware
+from textsecure_provision.server.nameplates.base import NameplateStore
+from textsecure_provision.server.nameplates.memory import MemoryNameplateStore
+from textsecure_provision.server.nameplates.service import Nameplates
 from textsecure_provision.server.routes import accounts, channels, devices, keys, messages, ops
+from textsecure_provision.server.routes import nameplates as nameplate_routes
 from textsecure_provision.server.services import Services
 from textsecure_provision.server.storage.base import Storage
 
@@ -73,6 +77,18 @@ def build_limiter(config: ServerConfig, storage: Storage) -> RateLimiter:
 
         return RedisRateLimiter(config.redis_url, config.redis_prefix)
     return PersistentRateLimiter(storage, config.rate_limits)
+
+
+def build_nameplates(
+    config: ServerConfig, fanout: FanOut, clock_ms: Callable[[], int]
+) -> NameplateStore:
+    """Short-code nameplates live where the channels do: Redis with --redis, else here."""
+    if config.redis_url and not isinstance(fanout, MemoryFanOut):
+        from textsecure_provision.server.nameplates.redis import RedisNameplateStore
+
+        return RedisNameplateStore(config.redis_url, config.redis_prefix)
+    holds = fanout.holds if isinstance(fanout, MemoryFanOut) else (lambda _channel: False)
+    return MemoryNameplateStore(holds, clock_ms)
 
 
 class RelayApp(Starlette):
@@ -142,6 +158,7 @@ def create_app(
                     await housekeeping
                 await svc.fanout.close()
                 await svc.limits.limiter.close()
+                await app.state.nameplates.store.close()
         finally:
             await svc.storage.close()
 
@@ -152,6 +169,7 @@ def create_app(
             *keys.routes,
             *messages.routes,
             *channels.routes,
+            *nameplate_routes.routes,
             *ops.routes,
         ],
         middleware=[
@@ -171,6 +189,10 @@ def create_app(
     # The contract's paths are exact: a near miss is a JSON 404, not a redirect.
     app.router.redirect_slashes = False
     app.state.services = svc
+    nameplate_store = build_nameplates(config, svc.fanout, clock_ms)
+    if isinstance(nameplate_store, MemoryNameplateStore):
+        svc.channel_ended.append(nameplate_store.channel_ended)
+    app.state.nameplates = Nameplates(svc, nameplate_store, enabled=config.short_codes)
     return app
 
 

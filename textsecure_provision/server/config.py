@@ -81,6 +81,10 @@ class RateLimits:
     code_guess_address: Rule | None = Rule(10, 3600)
     channel_create_address: Rule | None = Rule(120, 60)  # GET /v1/temp_websocket
     auth_failure_address: Rule | None = Rule(30, 600)  # wrong passwords, checked before hashing
+    # Links by short code: a claim is one guess at a 16-bit secret (docs/security.md).
+    nameplate_allocate_address: Rule | None = Rule(120, 60)  # POST /v1/nameplates
+    nameplate_claim_address: Rule | None = Rule(30, 3600)  # PUT /v1/nameplates/{n}/claim
+    nameplate_claim_account: Rule | None = Rule(10, 3600)
 
     @classmethod
     def names(cls) -> list[str]:
@@ -206,6 +210,7 @@ class ServerConfig:
     redis_url: str | None = None  # redis://…: fan-out and rate limits shared by several nodes
     redis_prefix: str = "provision:"  # every Redis key and topic starts with it
     channel_ttl_s: float = CHANNEL_TTL_S
+    short_codes: bool = True  # links by short code (GET /v1/capabilities); --no-short-codes
     registration_codes: RegistrationMode = "log"
     test_registration_code: str | None = field(default=None, repr=False)
     allow_test_code_on_public_bind: bool = False
