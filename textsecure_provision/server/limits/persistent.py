@@ -8,9 +8,10 @@ refusal takes nothing, so it writes nothing: an address that is cut off costs
 no writes. Used with SQLite and with PostgreSQL without Redis; with ``--redis``
 the buckets live in Redis (redis.py).
 
-Not persisted, on purpose: ``message_send_device``, ``channel_create_address``
-and ``key_fetch_pair`` meter traffic, not guesses at a secret, and refill within
-minutes; saving them would cost a write per message, channel or key fetch.
+Not persisted, on purpose: ``provisioning_code_number``, ``message_send_device``,
+``channel_create_address`` and ``key_fetch_pair`` meter traffic, not guesses at
+a secret; saving them would cost a write per link, message, channel or key
+fetch (the one SQLite writer is the relay's bottleneck under load).
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ PERSISTED_RULES = frozenset(
         "auth_failure_address",
         "sms_code_number",
         "sms_code_address",
-        "provisioning_code_number",
     }
 )
 

@@ -60,6 +60,7 @@ async def register(
             ok = await svc.storage.consume_registration_code(number, code, svc.clock_ms())
         if not ok:
             raise CodeRejectedError("wrong or expired registration code")
+    # Hashed outside the guess locks: registrations from one address do not queue.
     await svc.storage.create_account(number, await device.hashed(svc), svc.clock_ms())
     svc.metrics.accounts_registered += 1
     return MASTER_DEVICE_ID

@@ -62,10 +62,12 @@ async def link(
             raise _full(svc)
         if not await svc.storage.has_provisioning_code(number, code, svc.clock_ms()):
             raise CodeRejectedError("wrong, expired or already used provisioning code")
-        # Raises CodeRejectedError too if another link consumed the code meanwhile.
-        device_id = await svc.storage.add_device_with_code(
-            number, code, await device.hashed(svc), svc.clock_ms(), svc.config.max_devices
-        )
+    # A right code: hashed and consumed outside the guess locks, so links from one address
+    # (a NAT) do not queue behind each other's PBKDF2. Raises CodeRejectedError if another
+    # link consumed the code meanwhile (a race of right codes: no guess spent).
+    device_id = await svc.storage.add_device_with_code(
+        number, code, await device.hashed(svc), svc.clock_ms(), svc.config.max_devices
+    )
     if device_id is None:
         raise _full(svc)
     svc.metrics.links_completed += 1

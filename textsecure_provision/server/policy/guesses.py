@@ -8,7 +8,9 @@ guessed, so a guesser cut off cannot tell a right code from a wrong one. Only
 a wrong code (``CodeRejectedError``) spends: one token per address, one per
 number, one lockout step. Checking and spending happen under a lock on the
 address and then on the number, so concurrent guesses are counted one by one
-(across nodes, the overshoot is at most one guess per node).
+(across nodes, the overshoot is at most one guess per node). Keep the body
+short (a lookup of the code): what follows a right code, such as hashing the
+new password, belongs after the block.
 """
 
 from __future__ import annotations
