@@ -42,6 +42,7 @@ from textsecure_provision.errors import (
     InvalidInputError,
     MessageFormatError,
     NotFoundError,
+    RemoteProtocolError,
     SessionError,
 )
 from textsecure_provision.flows.sessions import now_ms
@@ -213,7 +214,7 @@ class Receiver:
     async def handle(self, doc: dict[str, Any]) -> Outcome:
         guid = doc.get("guid")
         if not isinstance(guid, str) or not guid:
-            raise MessageFormatError("the server sent a message without a guid")
+            raise RemoteProtocolError("the server sent a message without a guid")
         try:
             incoming = parse_incoming(doc)
         except InvalidInputError as exc:

@@ -32,10 +32,10 @@ from typing import Any
 from textsecure_provision.crypto.keys import PublicKey, Rng
 from textsecure_provision.errors import (
     InvalidInputError,
-    MessageFormatError,
     MismatchedDevicesError,
     NotFoundError,
     ProvisionError,
+    RemoteProtocolError,
     SessionError,
     StaleDevicesError,
 )
@@ -69,7 +69,7 @@ def now_ms() -> int:
 def _field(doc: Any, name: str, kind: type) -> Any:
     value = doc.get(name) if isinstance(doc, dict) else None
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise MessageFormatError(f"the server's key bundle lacks a valid {name!r}")
+        raise RemoteProtocolError(f"the server's key bundle lacks a valid {name!r}")
     return value
 
 
@@ -77,7 +77,7 @@ def _key(doc: Any, name: str) -> PublicKey:
     try:
         return PublicKey.from_bytes(b64decode(_field(doc, name, str), name=name), name=name)
     except InvalidInputError as exc:
-        raise MessageFormatError(f"the server's key bundle holds a bad {name!r}") from exc
+        raise RemoteProtocolError(f"the server's key bundle holds a bad {name!r}") from exc
 
 
 def parse_key_bundles(doc: Any, expected_identity: PublicKey) -> dict[int, PreKeyBundle]:
@@ -101,7 +101,7 @@ def parse_key_bundles(doc: Any, expected_identity: PublicKey) -> dict[int, PreKe
                 prekey=None if pre is None else _key(pre, "publicKey"),
             )
         except ValueError as exc:
-            raise MessageFormatError("the server's key bundle holds a bad id") from exc
+            raise RemoteProtocolError("the server's key bundle holds a bad id") from exc
         out[_field(device, "deviceId", int)] = bundle
     return out
 

@@ -4,13 +4,18 @@ The server turns each ``ProvisionError`` into a status once; this module turns
 the status back into the same class, per endpoint, because a status means
 different things on different endpoints (a 404 on ``PUT /v1/messages/{uuid}``
 is a gone channel, on ``DELETE /v1/devices/{id}`` an unknown device). Network
-failures (connect, DNS, TLS, timeouts) are ``ServerUnreachableError``.
-Messages never include a password, a code or a body.
+failures (connect, DNS, TLS, timeouts) are ``ServerUnreachableError``, each
+described as what it is: a refused connection is not a read timeout, and a
+read timeout means the request may have been handled. A malformed answer is
+``RemoteProtocolError`` (the server's fault, exit 6), never "check the input".
+A 401 to a device that has an id means the server no longer knows it
+(``DeviceUnlinkedError``). Messages never include a password, a code or a body.
 """
 
 from __future__ import annotations
 
 import logging
+import socket
 import ssl
 import time
 from collections.abc import Mapping
@@ -27,15 +32,18 @@ from textsecure_provision.errors import (
     CodeRejectedError,
     ConflictError,
     DeviceLimitError,
+    DeviceUnlinkedError,
     ForbiddenError,
     IdentityKeyMismatchError,
     InvalidInputError,
-    MessageFormatError,
     MismatchedDevicesError,
     NotFoundError,
     PhoneNumberError,
     ProvisionError,
     RateLimitedError,
+    RegistrationCodeRejectedError,
+    RemoteProtocolError,
+    ServerDegradedError,
     ServerRefusedError,
     ServerUnreachableError,
     StaleDevicesError,
@@ -76,7 +84,7 @@ DEFAULT_ERRORS: ErrorMap = {
     413: TooLargeError,
     429: RateLimitedError,
     502: ServerUnreachableError,
-    503: ServerUnreachableError,
+    503: ServerDegradedError,
     504: ServerUnreachableError,
 }
 
@@ -162,7 +170,7 @@ class ApiClient:
             f"/v1/accounts/code/{_seg(code)}",
             what="registering the account",
             json=_device_attributes(registration_id, name),
-            errors={403: CodeRejectedError},
+            errors={403: RegistrationCodeRejectedError},
         )
         return _int_field(doc, "deviceId", lo=1, hi=MAX_DEVICE_ID)
 
@@ -174,7 +182,7 @@ class ApiClient:
         )
         code = doc.get("verificationCode") if isinstance(doc, dict) else None
         if not isinstance(code, str) or not _ascii_digits(code) or not 6 <= len(code) <= 9:
-            raise MessageFormatError("the server's provisioning code is not 6 to 9 digits")
+            raise RemoteProtocolError("the server's provisioning code is not 6 to 9 digits")
         return code
 
     async def register_device(
@@ -194,11 +202,11 @@ class ApiClient:
         doc = await self._call("GET", "/v1/devices/", what="listing devices")
         devices = doc.get("devices") if isinstance(doc, dict) else None
         if not isinstance(devices, list):
-            raise MessageFormatError("the server's device list is malformed")
+            raise RemoteProtocolError("the server's device list is malformed")
         out = []
         for d in devices:
             if not isinstance(d, dict) or not _is_int(d.get("id")):
-                raise MessageFormatError("the server's device list is malformed")
+                raise RemoteProtocolError("the server's device list is malformed")
             out.append(
                 DeviceInfo(
                     id=d["id"],
@@ -238,7 +246,7 @@ class ApiClient:
             "GET", f"/v1/keys/{_seg(number)}/{_seg(device)}", what=f"fetching keys of {number}"
         )
         if not isinstance(doc, dict):
-            raise MessageFormatError("the server's key bundle is not a JSON object")
+            raise RemoteProtocolError("the server's key bundle is not a JSON object")
         return doc
 
     # -- messages (§4) ----------------------------------------------------------------------
@@ -279,7 +287,7 @@ class ApiClient:
         )
         messages = doc.get("messages") if isinstance(doc, dict) else None
         if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
-            raise MessageFormatError("the server's message list is malformed")
+            raise RemoteProtocolError("the server's message list is malformed")
         return messages, bool(doc.get("more", False))
 
     async def ack_message(self, guid: str) -> None:
@@ -311,16 +319,10 @@ class ApiClient:
             kwargs["timeout"] = timeout
         try:
             response = await self._http.request(method, path, **kwargs)
-        except httpx.TimeoutException as exc:
-            raise ServerUnreachableError(
-                f"{what}: the server {self.base_url} did not answer in time"
-            ) from exc
         except httpx.InvalidURL as exc:
             raise InvalidInputError(f"the server URL {self.base_url} is not usable") from exc
         except httpx.TransportError as exc:
-            raise ServerUnreachableError(
-                f"{what}: {_describe_transport_error(exc, self.base_url)}"
-            ) from exc
+            raise transport_error(exc, what, self.base_url) from exc
         log.debug("%s %s -> %s", method, path.split("/")[1:3], response.status_code)
         if response.is_success:
             if not response.content:
@@ -328,8 +330,18 @@ class ApiClient:
             try:
                 return response.json()
             except (ValueError, RecursionError) as exc:  # RecursionError: absurd nesting
-                raise MessageFormatError(f"{what}: the server's answer is not JSON") from exc
-        raise error_for_response(response, what, errors)
+                raise RemoteProtocolError(f"{what}: the server's answer is not JSON") from exc
+        error = error_for_response(response, what, errors)
+        creds = self.credentials
+        # Credentials with a device id come from a stored record (or a registration that just
+        # succeeded): a 401 then means the server dropped the device, not a typo.
+        if isinstance(error, AuthError) and creds is not None and creds.device_id is not None:
+            raise DeviceUnlinkedError(
+                f"{what}: the server no longer accepts this device (device {creds.device_id} "
+                f"of {creds.number}; HTTP {response.status_code}): it was removed from the "
+                "account, or the account was registered again"
+            ) from error
+        raise error
 
 
 def error_for_response(
@@ -354,6 +366,9 @@ def error_for_response(
     message = f"{what}: the server {verb} ({detail})"
     if issubclass(cls, RateLimitedError):
         return cls(message, retry_after=_retry_after(response))
+    if issubclass(cls, ServerDegradedError):
+        retry = _retry_after(response) if "Retry-After" in response.headers else None
+        return cls(message, retry_after=retry)
     if issubclass(cls, MismatchedDevicesError):
         missing, extra = _int_list(body, "missingDevices"), _int_list(body, "extraDevices")
         return cls(message, missing=missing, extra=extra)
@@ -362,16 +377,77 @@ def error_for_response(
     return cls(message)
 
 
-def _describe_transport_error(exc: httpx.TransportError, base_url: str) -> str:
+def transport_error(exc: httpx.TransportError, what: str, base_url: str) -> ProvisionError:
+    """What went wrong on the wire, named as it was: not every failure is "cannot connect"."""
+    tls = _tls_failure(exc, base_url)
+    if tls is not None:
+        return ServerUnreachableError(f"{what}: {tls}")
+    if isinstance(exc, httpx.ConnectTimeout):
+        return ServerUnreachableError(
+            f"{what}: no answer from {base_url} within {CONNECT_TIMEOUT_S:.0f} s while connecting"
+        )
+    if isinstance(exc, httpx.ConnectError):
+        return ServerUnreachableError(f"{what}: {_connect_failure(exc, base_url)}")
+    if isinstance(exc, httpx.ReadTimeout):
+        return ServerUnreachableError(
+            f"{what}: {base_url} took the request but did not answer in time",
+            hint=MAY_HAVE_HAPPENED_HINT,
+        )
+    if isinstance(exc, (httpx.WriteTimeout, httpx.PoolTimeout)):
+        return ServerUnreachableError(f"{what}: sending to {base_url} did not finish in time")
+    if isinstance(exc, httpx.RemoteProtocolError) and not _closed_early(exc):
+        return RemoteProtocolError(f"{what}: {base_url} did not answer in HTTP")
+    if isinstance(exc, (httpx.NetworkError, httpx.RemoteProtocolError)):
+        return ServerUnreachableError(
+            f"{what}: the connection to {base_url} broke before the answer came",
+            hint=MAY_HAVE_HAPPENED_HINT,
+        )
+    if isinstance(exc, httpx.ProxyError):
+        return ServerUnreachableError(f"{what}: the proxy refused the connection to {base_url}")
+    return ServerUnreachableError(f"{what}: talking to {base_url} failed ({type(exc).__name__})")
+
+
+MAY_HAVE_HAPPENED_HINT = (
+    "The server may have handled the request all the same. Try again in a moment; if it "
+    "keeps happening the server is overloaded or something between you and it drops answers."
+)
+
+
+def _closed_early(exc: httpx.RemoteProtocolError) -> bool:
+    # httpx reports a connection closed mid-answer as a protocol error too; that is a broken
+    # connection (the request may have been handled), not a server speaking nonsense.
+    text = str(exc).lower()
+    return "disconnected" in text or "peer closed" in text
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    out: list[BaseException] = []
     cause: BaseException | None = exc
-    while cause is not None:
+    while cause is not None and len(out) < 16:
+        out.append(cause)
+        cause = cause.__cause__ or cause.__context__
+    return out
+
+
+def _tls_failure(exc: BaseException, base_url: str) -> str | None:
+    for cause in _causes(exc):
         if isinstance(cause, ssl.SSLCertVerificationError):
             return (
                 f"the TLS certificate of {base_url} could not be verified ({cause.verify_message})"
             )
         if isinstance(cause, ssl.SSLError):
             return f"the TLS connection to {base_url} failed"
-        cause = cause.__cause__ or cause.__context__
+    return None
+
+
+def _connect_failure(exc: BaseException, base_url: str) -> str:
+    for cause in _causes(exc):
+        if isinstance(cause, socket.gaierror):
+            return f"cannot find the host of {base_url} (DNS: {cause.strerror or cause})"
+        if isinstance(cause, ConnectionRefusedError):
+            return f"cannot connect to {base_url}: connection refused (is the server running?)"
+        if isinstance(cause, OSError) and cause.strerror:
+            return f"cannot connect to {base_url}: {cause.strerror}"
     return f"cannot connect to {base_url}"
 
 
@@ -392,9 +468,9 @@ def _is_int(value: object) -> bool:
 def _int_field(doc: Any, name: str, *, lo: int | None = None, hi: int | None = None) -> int:
     value = doc.get(name) if isinstance(doc, dict) else None
     if not isinstance(value, int) or isinstance(value, bool):
-        raise MessageFormatError(f"the server's answer lacks an integer {name!r}")
+        raise RemoteProtocolError(f"the server's answer lacks an integer {name!r}")
     if (lo is not None and value < lo) or (hi is not None and value > hi):
-        raise MessageFormatError(f"the server's {name!r} is out of range")
+        raise RemoteProtocolError(f"the server's {name!r} is out of range")
     return value
 
 
