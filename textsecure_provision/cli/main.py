@@ -15,7 +15,10 @@ import click
 
 from textsecure_provision import __version__
 from textsecure_provision.cli.context import Settings
-from textsecure_provision.errors import EXIT_CODES, ProvisionError
+from textsecure_provision.errors import EXIT_CODES, ProvisionError, UserInterruptError
+
+# Ctrl-C where no command said more (the linking commands do: cli/ui.py, flows' ``state``).
+INTERRUPTED = "the command stopped before finishing."
 
 # name -> "module:attribute"; the module is imported only when the command runs.
 COMMANDS: dict[str, str] = {
@@ -79,18 +82,18 @@ class ProvisionGroup(LazyGroup):
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
-            return super().invoke(ctx)
+            try:
+                return super().invoke(ctx)
+            except (KeyboardInterrupt, click.Abort):  # Abort: click's prompts on Ctrl-C/Ctrl-D
+                raise UserInterruptError(INTERRUPTED) from None
         except ProvisionError as exc:
             settings = ctx.find_object(Settings) or Settings()
             from textsecure_provision.cli.output import Output
 
             Output.from_settings(settings).error(exc)
             ctx.exit(exc.exit_code)
-        except (click.exceptions.Exit, click.ClickException, click.Abort):
+        except (click.exceptions.Exit, click.ClickException):
             raise
-        except KeyboardInterrupt:
-            click.echo("Interrupted; nothing was linked.", err=True)
-            ctx.exit(130)
         except Exception as exc:
             settings = ctx.find_object(Settings) or Settings()
             if settings.verbose:

@@ -53,11 +53,10 @@ def scan(
     Then waits for the new device's NEW_DEVICE_REGISTERED message, the sign
     that the link is complete, and prints its device id.
     """
-    import asyncio
-
     from textsecure_provision.cli.output import Output
     from textsecure_provision.cli.ui import CliUi
-    from textsecure_provision.flows.master import link_master
+    from textsecure_provision.errors import UserInterruptError
+    from textsecure_provision.flows.master import NOTHING_SENT, link_master
 
     if qr_image and link_text:
         raise click.UsageError("give either --qr or --link, not both")
@@ -68,7 +67,10 @@ def scan(
     elif link_text:
         text = link_text
     else:
-        text = _read_stdin_link()
+        try:
+            text = _read_stdin_link()
+        except KeyboardInterrupt:
+            raise UserInterruptError(NOTHING_SENT) from None
     ui = CliUi(Output.from_settings(settings))
     config = flow_config(settings)
     on_sent = None
@@ -76,10 +78,7 @@ def scan(
         from textsecure_provision.flows.acknowledge import ack_hook
 
         on_sent = ack_hook(config.store(), timeout_s=ack_timeout)
-    try:
-        asyncio.run(link_master(config, ui, text, on_sent=on_sent))
-    finally:
-        ui.close()
+    ui.run(link_master(config, ui, text, on_sent=on_sent), interrupted=NOTHING_SENT)
 
 
 def _read_stdin_link() -> str:

@@ -7,16 +7,20 @@ JSON object per line on stdout for each event, nothing else there.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import click
 
 from textsecure_provision.cli.context import Settings
-from textsecure_provision.errors import ProvisionError, RefusedError
+from textsecure_provision.errors import ProvisionError, RefusedError, UserInterruptError
 
 
 def colour_enabled(stream: Any = None) -> bool:
@@ -72,19 +76,33 @@ class Output:
     # -- errors and prompts ---------------------------------------------------------------
     def error(self, exc: ProvisionError) -> None:
         if self.json_mode:
+            extra: dict[str, Any] = {}
+            retry_after = getattr(exc, "retry_after", None)
+            if isinstance(retry_after, int):
+                extra["retry_after"] = retry_after  # seconds, as the server's Retry-After said
             self.emit(
                 "error",
                 exit_code=exc.exit_code,
                 error=type(exc).__name__,
                 message=exc.message,
                 hint=exc.hint,
+                **extra,
             )
+            return
+        if isinstance(exc, UserInterruptError):  # one line: what state things are in
+            click.echo(f"{self.style('Interrupted:', fg='yellow')} {exc.message}", err=True)
             return
         click.echo(f"{self.style('Error:', fg='red', bold=True)} {exc.message}", err=True)
         if exc.hint:
             click.echo(f"{self.style('Next:', fg='yellow')} {exc.hint}", err=True)
 
-    def confirm(self, question: str, *, refusal: str = "you did not confirm") -> None:
+    def confirm(
+        self,
+        question: str,
+        *,
+        refusal: str = "you did not confirm",
+        interrupted: str = "nothing was changed.",
+    ) -> None:
         """Ask a yes/no question on stderr; raise ``RefusedError`` on no.
 
         With --yes the answer is yes. Without a terminal to ask on, the answer is
@@ -97,5 +115,31 @@ class Output:
                 f"{refusal}: no terminal to ask on",
                 hint="Run it in a terminal, or pass --yes if you have checked what it will do.",
             )
-        if not click.confirm(question, default=False, err=True):
+        with interruptible(interrupted):
+            answer = click.confirm(question, default=False, err=True)
+        if not answer:
             raise RefusedError(refusal)
+
+
+@contextlib.contextmanager
+def interruptible(note: str) -> Iterator[None]:
+    """Ctrl-C (or Ctrl-D) at a prompt ends the command at once: ``UserInterruptError(note)``.
+
+    Inside ``asyncio.run`` the first Ctrl-C only cancels the main task, which a blocking
+    prompt never notices (the person saw ``^C`` and nothing happened); so for the prompt's
+    duration Ctrl-C raises ``KeyboardInterrupt`` again, as in any plain program.
+    """
+    restore = None
+    if threading.current_thread() is threading.main_thread():
+        restore = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    except KeyboardInterrupt:
+        click.echo("", err=True)  # end the prompt's line
+        raise UserInterruptError(note) from None
+    except click.Abort as exc:  # click's own catch of Ctrl-C / end of input at a prompt
+        click.echo("", err=True)
+        raise UserInterruptError(note) from exc
+    finally:
+        if restore is not None:
+            signal.signal(signal.SIGINT, restore)

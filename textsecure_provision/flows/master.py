@@ -25,6 +25,17 @@ from textsecure_provision.transport.api import ApiClient
 
 MASTER_SUPPORTS_SMS = False  # this client never sends SMS; the flag is carried for the design (§6)
 
+# What is true if the command stops at each point (``Ui.state``; shown on Ctrl-C).
+NOTHING_SENT = "nothing was sent and nothing was linked."
+MAY_HAVE_SENT = (
+    "the link may have reached the new device, which may still complete it. In a minute, "
+    "`provision devices` shows whether it did."
+)
+SENT = (
+    "the link was sent; the new device may still complete it. `provision devices` shows "
+    "whether it did, and `provision receive --wait 30` takes its confirmation."
+)
+
 
 @dataclass(frozen=True)
 class MasterLinkResult:
@@ -45,6 +56,7 @@ async def link_master(
     rng: Rng = secrets.token_bytes,
     on_sent: SentHook | None = None,
 ) -> MasterLinkResult:
+    ui.state(NOTHING_SENT)
     record = config.store().require_record()
     link = parse_link(link_text)
     trusted = (record.server, *record.trusted_servers, *config.trusted_servers)
@@ -73,6 +85,7 @@ async def link_master(
             provisioning_code=int(code),
         )
         sealed = seal_device_init(payload, link.public_key, rng)
+        ui.state(MAY_HAVE_SENT)
         if channel_server == record.server:
             await api.send_to_channel(link.channel_uuid, sealed.device_init)
         else:
@@ -81,6 +94,7 @@ async def link_master(
                 channel_server, credentials(record), ca_file=config.ca_file
             ) as channel_api:
                 await channel_api.send_to_channel(link.channel_uuid, sealed.device_init)
+        ui.state(SENT)
         result = MasterLinkResult(
             record.number, link.channel_uuid, channel_server, sealed.confirmation, known
         )

@@ -48,12 +48,37 @@ ASSUMED_CHANNEL_TTL_S = 120.0  # §4.1 default; the server may expire it sooner,
 PENDING_TTL_S = 600.0  # the provisioning code inside expires 10 minutes after it was issued (§4)
 
 
+# What is true if the command stops at each point (``Ui.state``; shown on Ctrl-C).
+NOTHING_LINKED = "nothing was linked and nothing was stored."
+RECEIVED_UNUSED = (
+    "the link was received but not used: nothing was linked or stored here. "
+    "The other device's wait will time out; restart both sides to link."
+)
+MAY_BE_REGISTERED = (
+    "the server may have registered this device, but nothing was stored here. On the "
+    "account's device, `provision devices` lists it and `provision devices remove ID` "
+    "removes it; then link again."
+)
+LINKED_NOT_ANNOUNCED = (
+    "this device is linked and stored, but the account's other devices may not have been "
+    "told: run `provision send-control new-device-registered`."
+)
+PENDING_KEPT = "the received link is kept: finish it with `provision verify` within 10 minutes."
+CODE_QUESTION = "Type the confirmation code shown on the other device"
+MAX_CODE_ATTEMPTS = 3  # only for answers that are not six digits; a wrong code ends it at once
+
+
 @dataclass(frozen=True)
 class ListenOptions:
     timeout_s: float = DEFAULT_TIMEOUT_S
     expect_number: str | None = None
     no_verify: bool = False
     name: str | None = None
+    ask_code: bool = False
+    """Have the person type the confirmation code the master shows (a person at a terminal,
+    no ``--expect-number``): someone who raced the real master with a photo of the QR
+    code then fails here, because the code they caused is not the one on the user's
+    own device."""
 
 
 @dataclass(frozen=True)
@@ -78,8 +103,11 @@ async def listen_secondary(
     store.require_no_record()
     server = config.require_server()
     trusted = (server, *config.trusted_servers)
+    config.store().require_writable()  # before the channel: a link must not die at the commit
+    ui.state(NOTHING_LINKED)
     link_state, device_init = await _receive_device_init(config, ui, server, trusted, options, rng)
     opened = _open(link_state, device_init)
+    ui.state(RECEIVED_UNUSED)
     _announce(ui, opened)
     if options.no_verify:
         if expect is not None:
@@ -95,6 +123,7 @@ async def listen_secondary(
             name=options.name,
         )
         store.commit_pending(pending)
+        ui.state(PENDING_KEPT)
         ui.result(
             "pending_saved",
             "Received; not linked yet. Finish within 10 minutes with `provision verify`.",
@@ -103,10 +132,42 @@ async def listen_secondary(
             expires_in=int(PENDING_TTL_S),
         )
         return PendingSaved(opened.payload.phone_number, opened.confirmation, pending.expires_ms)
+    if options.ask_code and expect is None:
+        ask_confirmation_code(ui, link_state, opened)
     _confirm_number(ui, link_state, opened, expect)
     return await complete_link(
         config, ui, link_state, name=options.name, rng=rng, on_linked=on_linked
     )
+
+
+def ask_confirmation_code(ui: Ui, link_state: SecondaryLink, opened: OpenedInit) -> None:
+    """The person types the code the other device shows; a mismatch ends the link (exit 4)."""
+    for attempt in range(1, MAX_CODE_ATTEMPTS + 1):
+        answer = ui.ask(CODE_QUESTION)
+        try:
+            typed = parse_confirmation_code(answer)
+        except InvalidInputError:
+            if attempt == MAX_CODE_ATTEMPTS:
+                link_state.fail()
+                raise
+            ui.event(
+                "code_malformed",
+                "The confirmation code is six digits, e.g. 123 456; try again.",
+            )
+            continue
+        require_same_code(link_state, typed, opened.confirmation)
+        return
+
+
+def require_same_code(link_state: SecondaryLink, given: str, shown: str) -> None:
+    """Compare in constant time; on a mismatch nothing goes on (§5)."""
+    if not hmac.compare_digest(given.encode(), parse_confirmation_code(shown).encode()):
+        link_state.fail()
+        raise ConfirmationMismatchError(
+            "the confirmation code does not match the one of the link this device received",
+            hint="Do not link this device: the link may come from someone else's device. "
+            "Nothing was registered. Restart both sides and scan again.",
+        )
 
 
 async def _receive_device_init(
@@ -202,6 +263,7 @@ async def complete_link(
     registration_id = new_registration_id(rng)
     creds = Credentials(payload.phone_number, password)
     async with ApiClient(payload.server, creds, ca_file=config.ca_file) as api:
+        ui.state(MAY_BE_REGISTERED)
         try:
             device_id = await api.register_device(
                 str(payload.provisioning_code), registration_id=registration_id, name=name
@@ -235,6 +297,7 @@ async def complete_link(
             await _unlink_quietly(api, device_id)
             raise
         link_state.committed()
+        ui.state(LINKED_NOT_ANNOUNCED)
         ui.result(
             "registered",
             f"Linked: this is device {device_id} of {payload.phone_number}.",
@@ -274,11 +337,13 @@ async def verify_pending(
     rng: Rng = secrets.token_bytes,
     on_linked: LinkedHook | None = None,
     now_ms: int | None = None,
+    ask_code: bool = False,
 ) -> DeviceRecord:
     """Finish a link saved by ``listen --no-verify``: re-open, compare, confirm, complete."""
     expect = parse_phone_number(number) if number else None
     given_code = parse_confirmation_code(code) if code is not None else None
     store = config.store()
+    ui.state(PENDING_KEPT)
     pending = store.load_pending()
     if pending is None:
         raise StoreError(
@@ -297,12 +362,9 @@ async def verify_pending(
     opened = _open(link_state, pending.device_init)
     _announce(ui, opened)
     if given_code is not None:
-        shown = parse_confirmation_code(opened.confirmation)
-        if not hmac.compare_digest(given_code.encode(), shown.encode()):
-            link_state.fail()
-            raise ConfirmationMismatchError(
-                "the confirmation code does not match the one of this link"
-            )
+        require_same_code(link_state, given_code, opened.confirmation)
+    elif ask_code and expect is None:
+        ask_confirmation_code(ui, link_state, opened)
     _confirm_number(ui, link_state, opened, expect)
     return await complete_link(
         config, ui, link_state, name=pending.name, rng=rng, on_linked=on_linked

@@ -24,9 +24,20 @@ class Ui(Protocol):
         """The command's outcome (stdout / one JSON line)."""
 
     def channel_opened(
-        self, link: str, *, channel_uuid: str, expires_in: float, deadline_in: float, renewed: bool
+        self,
+        link: str,
+        *,
+        channel_uuid: str,
+        expires_in: float,
+        deadline_in: float,
+        renewed: bool,
+        code_line: str | None = None,
     ) -> None:
-        """A channel is open: show the link as a QR code until it is used or expires."""
+        """A channel is open: show the link as a QR code until it is used or expires.
+
+        ``code_line``, when given, is shown with it, as it is (e.g. a short code the
+        other device can type instead of scanning); also when the QR code does not fit.
+        """
 
     def confirm(self, question: str, *, refusal: str) -> None:
         """Ask yes/no; raise ``RefusedError(refusal)`` unless the answer is yes."""
@@ -34,13 +45,20 @@ class Ui(Protocol):
     def ask(self, question: str) -> str:
         """Ask for a line of text (e.g. the registration code)."""
 
+    def state(self, note: str) -> None:
+        """What is true if the command stops now (Ctrl-C): shown as the one line it ends with.
+
+        Flows call it before each step that changes the answer, e.g. before a request
+        whose effect on the server cannot be taken back.
+        """
+
 
 @dataclass
 class RecordingUi:
     """A ``Ui`` for tests and embedding: logs every call, answers from a script."""
 
     answers: dict[str, Any] = field(default_factory=dict)
-    """``confirm`` → bool (default True), ``ask`` → str."""
+    """``confirm`` → bool (default True), ``ask`` → str, or a dict question → str."""
     calls: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
 
     def event(self, name: str, message: str, **fields: Any) -> None:
@@ -50,13 +68,20 @@ class RecordingUi:
         self.calls.append(("result", name, fields))
 
     def channel_opened(
-        self, link: str, *, channel_uuid: str, expires_in: float, deadline_in: float, renewed: bool
+        self,
+        link: str,
+        *,
+        channel_uuid: str,
+        expires_in: float,
+        deadline_in: float,
+        renewed: bool,
+        code_line: str | None = None,
     ) -> None:
         self.calls.append(
             (
                 "channel",
                 "channel_renewed" if renewed else "channel_opened",
-                {"link": link, "channel_uuid": channel_uuid},
+                {"link": link, "channel_uuid": channel_uuid, "code_line": code_line},
             )
         )
 
@@ -68,9 +93,18 @@ class RecordingUi:
     def ask(self, question: str) -> str:
         self.calls.append(("ask", question, {}))
         answer = self.answers.get("ask")
+        if isinstance(answer, dict):
+            answer = answer.get(question)
         if not isinstance(answer, str):
             raise InvalidInputError("no answer scripted")
         return answer
+
+    def state(self, note: str) -> None:
+        self.calls.append(("state", note, {}))
+
+    def states(self) -> list[str]:
+        """The notes given to ``state`` in order."""
+        return [name for kind, name, _ in self.calls if kind == "state"]
 
     def names(self) -> list[str]:
         """The event/result/channel names in order (prompts left out)."""

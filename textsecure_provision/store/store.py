@@ -69,6 +69,21 @@ class DeviceStore:
         """Re-check the folder and its files (run on every command); True if it exists."""
         return files.check_dir(self.path)
 
+    def require_writable(self) -> None:
+        """Fail now, before anything is sent or received, if a commit could not write here.
+
+        Creates nothing (a failed command leaves no folder behind): an existing folder is
+        checked as usual and must be writable; a missing one needs its nearest existing
+        parent to be a writable folder, where ``locked`` will create it.
+        """
+        if self.check():
+            files.require_writable_dir(self.path, self.path)
+            return
+        parent = self.path.parent
+        while not parent.exists() and parent != parent.parent:
+            parent = parent.parent
+        files.require_writable_dir(parent, self.path)
+
     @contextmanager
     def locked(self) -> Iterator[None]:
         """Create the folder if needed, then hold its lock."""
