@@ -66,13 +66,37 @@ async def test_code_is_single_use(client: httpx.AsyncClient) -> None:
     assert r.json()["code"] == 403
 
 
-async def test_new_code_replaces_the_old(client: httpx.AsyncClient) -> None:
+async def test_a_second_code_does_not_void_the_first(client: httpx.AsyncClient) -> None:
+    """A code belongs to a link: a second scan of the same QR (or a second master) asks for
+    another code, and the first link still completes with the code its DeviceInit carries."""
     master = await register(client)
-    old = await provisioning_code(client, master)
-    new = await provisioning_code(client, master)
-    if old != new:
-        assert (await put_code(client, master.number, old)).status_code == 403
-    assert (await put_code(client, master.number, new)).status_code == 200
+    first = await provisioning_code(client, master)
+    second = await provisioning_code(client, master)
+    assert first != second
+    assert (await put_code(client, master.number, first)).status_code == 200
+    assert (await put_code(client, master.number, second)).status_code == 200
+    r = await client.get("/v1/devices/", auth=master.auth)
+    assert [d["id"] for d in r.json()["devices"]] == [1, 2, 3]
+    # Each stays single use.
+    assert (await put_code(client, master.number, first)).status_code == 403
+
+
+async def test_at_most_five_codes_outstanding_oldest_dropped(client: httpx.AsyncClient) -> None:
+    master = await register(client)
+    codes = [await provisioning_code(client, master) for _ in range(6)]
+    r = await put_code(client, master.number, codes[0])
+    assert r.status_code == 403  # the oldest went first
+    assert "wrong, expired or already used" in r.json()["error"]
+    for code in codes[1:4]:
+        assert (await put_code(client, master.number, code)).status_code == 200
+
+
+async def test_codes_of_one_account_do_not_link_another(client: httpx.AsyncClient) -> None:
+    alice = await register(client)
+    bob = await register(client)
+    code = await provisioning_code(client, alice)
+    assert (await put_code(client, bob.number, code)).status_code == 403
+    assert (await put_code(client, alice.number, code)).status_code == 200
 
 
 async def test_code_expires_after_ten_minutes(

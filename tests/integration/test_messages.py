@@ -96,6 +96,40 @@ async def test_stale_registration_id_is_410(client: httpx.AsyncClient) -> None:
     assert r.json()["code"] == 410
 
 
+@pytest.mark.parametrize("same_account", [True, False])
+@pytest.mark.parametrize("registration_id", [0, None])
+async def test_registration_id_zero_or_absent_is_not_checked(
+    client: httpx.AsyncClient, same_account: bool, registration_id: int | None
+) -> None:
+    """Signal-Server's rule: 0 (or no field) is "not checked"; only a non-zero mismatch is 410."""
+    master = await register(client)
+    second = await link(client, master)
+    sender = master if same_account else await register(client)
+    targets = [second] if same_account else [master, second]
+    items = []
+    for t in targets:
+        item = message(t, b"hello")
+        if registration_id is None:
+            del item["destinationRegistrationId"]
+        else:
+            item["destinationRegistrationId"] = registration_id
+        items.append(item)
+    r = await client.put(
+        f"/v1/messages/{master.number}", json={"messages": items}, auth=sender.auth
+    )
+    assert r.status_code == 200, r.text
+    (m,) = (await fetch(client, second))["messages"]
+    assert base64.b64decode(m["body"]) == b"hello"
+    # A non-zero mismatch in the same send is still 410 and stores nothing.
+    items[-1]["destinationRegistrationId"] = second.registration_id + 1
+    r = await client.put(
+        f"/v1/messages/{master.number}", json={"messages": items}, auth=sender.auth
+    )
+    assert r.status_code == 410
+    assert r.json()["staleDevices"] == [2]
+    assert len((await fetch(client, second))["messages"]) == 1
+
+
 async def test_same_account_any_subset_never_409(client: httpx.AsyncClient) -> None:
     master = await register(client)
     second = await link(client, master)

@@ -75,10 +75,13 @@ async def test_migrations_apply_once_and_record_their_version(tmp_path: Path) ->
     for _ in range(2):
         storage = SqliteStorage(path)
         await storage.open()
-        assert await storage.schema_version() == 1
+        assert await storage.schema_version() == 2
         await storage.close()
     con = sqlite3.connect(path)
-    assert con.execute("SELECT version, name FROM schema_version").fetchall() == [(1, "initial")]
+    assert con.execute("SELECT version, name FROM schema_version").fetchall() == [
+        (1, "initial"),
+        (2, "provisioning_codes_per_link"),
+    ]
     assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     con.close()
     assert (Path(path).stat().st_mode & 0o777) == 0o600
@@ -116,3 +119,34 @@ async def test_long_poll_answers_promptly_when_the_server_stops(
         assert r.status_code == 200
         assert r.json() == {"messages": [], "more": False}
         assert time.monotonic() - started < 5  # not the 50 s wait, nor the graceful timeout
+
+
+async def test_upgrade_to_codes_per_link_keeps_outstanding_codes(tmp_path: Path) -> None:
+    """A database of the first round (schema 1, one code per account) upgrades in place."""
+    from textsecure_provision.server.storage.migrations import load_migrations, split_statements
+
+    path = str(tmp_path / "v1.sqlite3")
+    con = sqlite3.connect(path, isolation_level=None)
+    con.execute(
+        "CREATE TABLE schema_version "
+        "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_ms INTEGER NOT NULL)"
+    )
+    for statement in split_statements(load_migrations("sqlite")[0].sql, sqlite3.complete_statement):
+        con.execute(statement)
+    con.execute("INSERT INTO schema_version VALUES (1, 'initial', 0)")
+    con.execute(
+        "INSERT INTO accounts (number, identity_key, next_device_id, created_ms) "
+        "VALUES ('+15550001111', NULL, 2, 0)"
+    )
+    con.execute("INSERT INTO provisioning_codes VALUES ('+15550001111', '123456789', 10000)")
+    con.close()
+    storage = SqliteStorage(path)
+    await storage.open()
+    try:
+        assert await storage.schema_version() == 2
+        assert await storage.has_provisioning_code("+15550001111", "123456789", 5)
+        assert not await storage.has_provisioning_code("+15550001111", "123456789", 10000)
+        await storage.put_provisioning_code("+15550001111", "223456789", 20000, keep=5)
+        assert await storage.has_provisioning_code("+15550001111", "123456789", 5)  # both kept
+    finally:
+        await storage.close()

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
-from textsecure_provision.errors import InvalidInputError, StoreError
+from textsecure_provision.errors import CodeRejectedError, InvalidInputError, StoreError
 from textsecure_provision.server.storage.base import NewDevice, PreKeyRecord, SignedPreKeyRecord
 from textsecure_provision.server.storage.postgres import PostgresStorage, redact_url
 
@@ -44,12 +44,12 @@ async def stores(url: str) -> AsyncIterator[list[PostgresStorage]]:
 async def test_migrations_apply_once_even_when_nodes_start_together(
     stores: list[PostgresStorage], url: str
 ) -> None:
-    assert [await s.schema_version() for s in stores] == [1, 1]
+    assert [await s.schema_version() for s in stores] == [2, 2]
     con = await asyncpg.connect(url.split("?")[0])
     try:
         schema = stores[0].schema
         rows = await con.fetch(f'SELECT version, name FROM "{schema}".schema_version')
-        assert [tuple(r) for r in rows] == [(1, "initial")]
+        assert [tuple(r) for r in rows] == [(1, "initial"), (2, "provisioning_codes_per_link")]
         await con.execute(f"INSERT INTO \"{schema}\".schema_version VALUES (99, 'future', 0)")
     finally:
         await con.close()
@@ -57,18 +57,41 @@ async def test_migrations_apply_once_even_when_nodes_start_together(
         await PostgresStorage(url).open()
 
 
+async def _link_or_rejected(store: PostgresStorage, code: str, now: int, i: int) -> int | None:
+    try:
+        return await store.add_device_with_code(NUMBER, code, _device(i), now, max_devices=20)
+    except CodeRejectedError:
+        return None
+
+
 async def test_a_code_is_consumed_once_by_racing_nodes(stores: list[PostgresStorage]) -> None:
     a, b = stores
     await a.create_account(NUMBER, _device(), 1)
-    for _ in range(5):
-        await a.put_provisioning_code(NUMBER, "123456789", 10_000)
+    for round_ in range(3):
+        await a.put_provisioning_code(NUMBER, "123456789", 10_000, keep=5)
         results = await asyncio.gather(
-            *(s.consume_provisioning_code(NUMBER, "123456789", 5) for s in (a, b) * 4)
+            *(_link_or_rejected(s, "123456789", 5, i) for i, s in enumerate((a, b) * 4))
         )
-        assert sorted(results) == [False] * 7 + [True]
-    await a.put_provisioning_code(NUMBER, "123456789", 10)
-    assert not await b.consume_provisioning_code(NUMBER, "123456789", 10)  # expired
-    assert not await b.consume_provisioning_code(NUMBER, "000000000", 5)
+        assert sorted(results, key=lambda r: r or 0) == [None] * 7 + [2 + round_]
+    await a.put_provisioning_code(NUMBER, "123456789", 10, keep=5)
+    assert not await b.has_provisioning_code(NUMBER, "123456789", 10)  # expired
+    assert await _link_or_rejected(b, "123456789", 10, 9) is None
+    assert await _link_or_rejected(b, "000000000", 5, 9) is None
+    assert len(await a.list_devices(NUMBER)) == 4
+
+
+async def test_several_codes_outstanding_oldest_dropped(stores: list[PostgresStorage]) -> None:
+    a, b = stores
+    await a.create_account(NUMBER, _device(), 1)
+    codes = [f"1234567{i:02d}" for i in range(7)]
+    for code in codes:
+        await a.put_provisioning_code(NUMBER, code, 10_000, keep=5)
+    alive = [await b.has_provisioning_code(NUMBER, c, 5) for c in codes]
+    assert alive == [False, False, True, True, True, True, True]
+    assert await b.add_device_with_code(NUMBER, codes[2], _device(1), 5, max_devices=6) == 2
+    assert await a.add_device_with_code(NUMBER, codes[6], _device(2), 5, max_devices=6) == 3
+    assert not await a.has_provisioning_code(NUMBER, codes[2], 5)
+    assert await a.has_provisioning_code(NUMBER, codes[3], 5)
 
 
 async def test_racing_links_never_exceed_max_devices_or_reuse_ids(

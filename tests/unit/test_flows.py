@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -15,9 +16,11 @@ from typing import Any
 import pytest
 from flow_support import CODE, NUMBER, LinkUi, running_server
 
+from textsecure_provision.crypto.keys import KeyPair
 from textsecure_provision.errors import (
     ConfirmationMismatchError,
     InvalidInputError,
+    LinkError,
     NumberMismatchError,
     RefusedError,
     StoreError,
@@ -366,6 +369,70 @@ async def test_data_folder_under_a_file_fails_before_the_channel_opens(
     (tmp_path / "file").write_text("x")
     secondary = FlowConfig(data_dir=str(tmp_path / "file" / "new"), server_url=server)
     s_ui = LinkUi()
-    with pytest.raises(StoreError, match="data folder .*: Not a directory"):
+    with pytest.raises(StoreError, match=r"data folder .*: Not a directory"):
         await listen_secondary(secondary, s_ui)
     assert s_ui.names() == []
+
+
+LOW_ORDER_KEY = "BQ" + "A" * 42 + "%3D"  # 0x05 || u=0: X25519 with it is all-zero
+CHANNEL = "0b7e7a3c-6f1e-4c1d-9a57-3f1f2d5c9e10"
+
+
+def _link(server: str, key: str) -> str:
+    from urllib.parse import quote
+
+    return (
+        f"textsecure-device-init:/?channel_uuid={CHANNEL}"
+        f"&channel_server={quote(server, safe='')}&publicKey={key}"
+    )
+
+
+@pytest.mark.parametrize(
+    ("case", "error"),
+    [("low_order_key", LinkError), ("untrusted", UntrustedServerError), ("refused", RefusedError)],
+)
+async def test_master_refuses_locally_before_any_request(
+    tmp_path: Path, case: str, error: type[Exception]
+) -> None:
+    """Nothing reaches the server for a link we will refuse: with the server gone, each
+    refusal is still the local one (a request would have failed as "cannot connect")."""
+    async with running_server(tmp_path) as url:
+        master = await register_master(url, tmp_path)
+    good_key = KeyPair.generate().public.serialize()
+    import base64
+    from urllib.parse import quote
+
+    key = quote(base64.b64encode(good_key).decode(), safe="")
+    link = {
+        "low_order_key": _link(url, LOW_ORDER_KEY),
+        "untrusted": _link("https://evil.example.org", key),
+        "refused": _link(url, key),
+    }[case]
+    ui = RecordingUi(answers={"confirm": False})
+    with pytest.raises(error):
+        await link_master(master, ui, link)
+    if case != "refused":
+        assert prompts_and_steps(ui) == []  # refused before even asking the user
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes to a 0500 folder all the same")
+async def test_master_with_unwritable_data_folder_sends_nothing(
+    server: str, tmp_path: Path
+) -> None:
+    master = await register_master(server, tmp_path)
+    home = Path(master.data_dir or "")
+    home.chmod(0o500)
+    ui = RecordingUi()
+    try:
+        with pytest.raises(StoreError, match="cannot write to"):
+            await link_master(master, ui, _link(server, _good_key()))
+    finally:
+        home.chmod(0o700)
+    assert prompts_and_steps(ui) == []  # refused before asking, before any request
+
+
+def _good_key() -> str:
+    import base64
+    from urllib.parse import quote
+
+    return quote(base64.b64encode(KeyPair.generate().public.serialize()).decode(), safe="")

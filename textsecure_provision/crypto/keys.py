@@ -4,6 +4,11 @@ A public key travels as 33 bytes, ``0x05 || u``; a private key is the 32-byte
 X25519 scalar. Parsing is strict: any other length or type byte is refused
 with ``KeyFormatError``, naming what was wrong (but never the key itself).
 
+Every private key is clamped (RFC 7748) the moment a ``PrivateKey`` exists,
+whether generated, loaded or received: libaxolotl (2014) derives the Ed25519
+signing key from the scalar *as given*, so an unclamped identity key makes its
+signatures invalid. X25519 clamps anyway, so the public key never changes.
+
 Randomness comes in as ``rng`` (a ``Callable[[int], bytes]``) so that the
 known-answer vectors reproduce byte for byte.
 """
@@ -67,13 +72,46 @@ class PublicKey:
     def serialize(self) -> bytes:
         return bytes((DJB_TYPE,)) + self.raw
 
+    def require_usable(self, *, name: str = "public key") -> PublicKey:
+        """Refuse a low-order point (X25519 with it is all-zero whatever our key): cheap to
+        ask before anything is sent, rather than finding out while sealing."""
+        probe = _probe_key()
+        try:
+            probe.exchange(self._key())
+        except ValueError:
+            raise KeyFormatError(f"{name} is not usable (low order)") from None
+        return self
+
     def __repr__(self) -> str:
         return f"PublicKey({self.serialize().hex()})"
 
 
+_PROBE: list[X25519PrivateKey] = []
+
+
+def _probe_key() -> X25519PrivateKey:
+    # Any clamped scalar maps every low-order point to zero; one random key serves all checks.
+    if not _PROBE:
+        _PROBE.append(X25519PrivateKey.generate())
+    return _PROBE[0]
+
+
+def clamp(scalar: bytes) -> bytes:
+    """RFC 7748 clamping: ``k[0] &= 248; k[31] &= 127; k[31] |= 64``."""
+    first, last = scalar[0], scalar[31]
+    clamped_first, clamped_last = first & 248, (last & 127) | 64
+    if first == clamped_first and last == clamped_last:
+        return scalar
+    return bytes((clamped_first,)) + scalar[1:31] + bytes((clamped_last,))
+
+
+def is_clamped(scalar: bytes) -> bool:
+    return clamp(scalar) == scalar
+
+
 @dataclass(frozen=True)
 class PrivateKey:
-    """A Curve25519 private key (32-byte scalar; clamped when used)."""
+    """A Curve25519 private key: the 32-byte scalar, always clamped (see module docstring)."""
 
     raw: bytes = field(repr=False)
     # The native key object, built once: building it costs a scalar multiplication.
@@ -83,6 +121,7 @@ class PrivateKey:
         raw = _require_bytes("raw", self.raw)
         if len(raw) != PRIVATE_KEY_LEN:
             raise KeyFormatError(f"a private key is {PRIVATE_KEY_LEN} bytes, not {len(raw)}")
+        object.__setattr__(self, "raw", clamp(raw))
 
     def _key(self) -> X25519PrivateKey:
         if self._native is None:

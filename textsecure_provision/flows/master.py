@@ -1,8 +1,11 @@
 """The account's side: ``master scan`` (§1 steps 3, 4 and 6; §8).
 
-Order matters and is the contract's: parse the link, check its
+Order matters and is the contract's: everything local comes before the first
+request, so nothing reaches the server for a link we will refuse. Parse the
+link (its key must be a usable point), load the account (its folder must be
+writable: the acknowledgement stores a session there), check the link's
 ``channel_server`` against the trusted list, show what is about to happen and
-get a yes, and only then ask the server for a provisioning code, seal the
+get a yes; only then ask the server for a provisioning code, seal the
 DeviceInit to the secondary's key, and PUT it on the channel. Nothing is
 written to the store on this side.
 """
@@ -57,8 +60,10 @@ async def link_master(
     on_sent: SentHook | None = None,
 ) -> MasterLinkResult:
     ui.state(NOTHING_SENT)
-    record = config.store().require_record()
-    link = parse_link(link_text)
+    link = parse_link(link_text)  # also refuses a low-order key
+    store = config.store()
+    record = store.require_record()
+    store.require_writable()  # the acknowledgement stores a session here: fail before sending
     trusted = (record.server, *record.trusted_servers, *config.trusted_servers)
     channel_server = check_trusted(link.channel_server, trusted)
     ui.event(

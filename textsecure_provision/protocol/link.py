@@ -85,7 +85,9 @@ def parse_link(text: str) -> ProvisioningLink:
     channel_uuid, server, key_text = (params[name] for name in _PARAMS)
     try:
         key_bytes = b64decode_liberal(key_text, name="publicKey")
-        public_key = PublicKey.from_bytes(key_bytes, name="publicKey")
+        public_key = PublicKey.from_bytes(key_bytes, name="publicKey").require_usable(
+            name="publicKey"
+        )
     except InvalidInputError as exc:
         raise LinkError(f"bad publicKey: {exc.message}") from exc
     return ProvisioningLink(channel_uuid, server, public_key)

@@ -19,6 +19,7 @@ from textsecure_provision.errors import InvalidInputError
 
 CHANNEL_TTL_S = 120.0  # §4.1 step 3 (decided)
 PROVISIONING_CODE_TTL_S = 600.0  # §4: a provisioning code expires after 10 minutes
+MAX_PROVISIONING_CODES = 5  # §4: outstanding per account, one per link; the oldest go first
 PROVISIONING_CODE_DIGITS = 9  # §4 (decided: default 9)
 REGISTRATION_CODE_TTL_S = 600.0
 REGISTRATION_CODE_DIGITS = 6
@@ -123,6 +124,7 @@ class ServerConfig:
     max_devices: int = MAX_DEVICES
     provisioning_code_ttl_s: float = PROVISIONING_CODE_TTL_S
     provisioning_code_digits: int = PROVISIONING_CODE_DIGITS
+    max_provisioning_codes: int = MAX_PROVISIONING_CODES
     registration_code_ttl_s: float = REGISTRATION_CODE_TTL_S
     max_body_bytes: int = MAX_BODY_BYTES
     max_prekeys: int = MAX_PREKEYS_PER_UPLOAD

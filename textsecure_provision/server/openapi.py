@@ -220,12 +220,7 @@ def openapi_document(config: ServerConfig) -> dict[str, Any]:
                     "maxItems": config.max_messages_per_send,
                     "items": {
                         "type": "object",
-                        "required": [
-                            "type",
-                            "destinationDeviceId",
-                            "destinationRegistrationId",
-                            "body",
-                        ],
+                        "required": ["type", "destinationDeviceId", "body"],
                         "properties": {
                             "type": {"type": "integer", "minimum": 0, "maximum": 2**31 - 1},
                             "destinationDeviceId": INT31_POS,

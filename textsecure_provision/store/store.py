@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -60,6 +61,8 @@ def default_data_dir() -> Path:
 class DeviceStore:
     def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
         self.path = Path(path).expanduser() if path is not None else default_data_dir()
+        # flock is not reentrant across descriptors; the store is, per thread.
+        self._held = threading.local()
 
     def __repr__(self) -> str:
         return f"DeviceStore({str(self.path)!r})"
@@ -86,17 +89,32 @@ class DeviceStore:
 
     @contextmanager
     def locked(self) -> Iterator[None]:
-        """Create the folder if needed, then hold its lock."""
+        """Create the folder if needed, then hold its lock (reentrant for this store)."""
+        if getattr(self._held, "locked", False):
+            yield
+            return
         files.ensure_dir(self.path)
         with folder_lock(self.path):
-            yield
+            self._held.locked = True
+            try:
+                yield
+            finally:
+                self._held.locked = False
 
     # -- the device record ------------------------------------------------------------------
     def load_record(self) -> DeviceRecord | None:
         if not self.check():
             return None
         data = files.read_file(self.path / RECORD_FILE)
-        return None if data is None else decode_record(data, f"{self.path / RECORD_FILE}")
+        if data is None:
+            return None
+        record = decode_record(data, f"{self.path / RECORD_FILE}")
+        canonical = encode_record(record)
+        if canonical != data:
+            # Decoding clamps private keys (crypto/keys.py); a folder written before
+            # clamping is rewritten once so that what is on disk is what we send.
+            self._rewrite(RECORD_FILE, data, canonical)
+        return record
 
     def require_record(self) -> DeviceRecord:
         record = self.load_record()
@@ -130,7 +148,13 @@ class DeviceStore:
         if not self.check():
             return None
         data = files.read_file(self.path / PENDING_FILE)
-        return None if data is None else decode_pending(data, f"{self.path / PENDING_FILE}")
+        if data is None:
+            return None
+        pending = decode_pending(data, f"{self.path / PENDING_FILE}")
+        canonical = encode_pending(pending)
+        if canonical != data:
+            self._rewrite(PENDING_FILE, data, canonical)
+        return pending
 
     def commit_pending(self, pending: PendingLink) -> None:
         with self.locked():
@@ -141,6 +165,12 @@ class DeviceStore:
         if self.check():
             with self.locked():
                 files.remove_file(self.path / PENDING_FILE)
+
+    def _rewrite(self, name: str, seen: bytes, canonical: bytes) -> None:
+        """Replace ``name`` by its canonical form, unless another process changed it since."""
+        with self.locked():
+            if files.read_file(self.path / name) == seen:
+                files.atomic_write(self.path / name, canonical)
 
     # -- other modules' files ---------------------------------------------------------------
     def load_json(self, name: str) -> Any | None:

@@ -25,8 +25,10 @@ MASTER_DEVICE_ID = 1
 
 
 async def provisioning_code(request: Request) -> Response:
-    """``GET /v1/devices/provisioning_code``: 401, 411 device limit, 429; a new code
-    replaces the account's previous one and expires after 10 minutes (§4)."""
+    """``GET /v1/devices/provisioning_code``: 401, 411 device limit, 429. Each code belongs
+    to one link: up to ``max_provisioning_codes`` are outstanding per account (the oldest
+    dropped first), so a second scan never voids the first link's code; each expires after
+    10 minutes (§4)."""
     svc = services(request)
     device = await authenticate(request)
     await svc.limits.enforce("provisioning_code_number", device.number)
@@ -35,7 +37,9 @@ async def provisioning_code(request: Request) -> Response:
         raise DeviceLimitError(f"the account already has {svc.config.max_devices} devices")
     code = new_code(svc.config.provisioning_code_digits)
     expires = svc.clock_ms() + int(svc.config.provisioning_code_ttl_s * 1000)
-    await svc.storage.put_provisioning_code(device.number, code, expires)
+    await svc.storage.put_provisioning_code(
+        device.number, code, expires, keep=svc.config.max_provisioning_codes
+    )
     return json_response({"verificationCode": code})
 
 
@@ -60,7 +64,8 @@ async def link_device(request: Request) -> Response:
     if existing and len(existing) >= svc.config.max_devices:
         raise DeviceLimitError(f"the account already has {svc.config.max_devices} devices")
     code = request.path_params["code"]
-    if not await svc.storage.consume_provisioning_code(creds.number, code, svc.clock_ms()):
+    # Look before hashing (a wrong guess costs no PBKDF2); consumed below, atomically.
+    if not await svc.storage.has_provisioning_code(creds.number, code, svc.clock_ms()):
         raise CodeRejectedError("wrong, expired or already used provisioning code")
     password_hash = await svc.verifier.hash(creds.password)
     new = NewDevice(
@@ -69,12 +74,11 @@ async def link_device(request: Request) -> Response:
         name=attributes.name,
         password_hash=password_hash,
     )
-    try:
-        device_id = await svc.storage.add_device(
-            creds.number, new, svc.clock_ms(), svc.config.max_devices
-        )
-    except NotFoundError:  # the account was re-registered meanwhile: the code is void
-        raise CodeRejectedError("wrong, expired or already used provisioning code") from None
+    # The code is consumed in the transaction that adds the device: of two concurrent
+    # links with one code exactly one gets a device; a re-registered account voids it.
+    device_id = await svc.storage.add_device_with_code(
+        creds.number, code, new, svc.clock_ms(), svc.config.max_devices
+    )
     if device_id is None:
         raise DeviceLimitError(f"the account already has {svc.config.max_devices} devices")
     svc.metrics.links_completed += 1

@@ -54,7 +54,8 @@ def _outgoing(doc: object) -> _Outgoing:
     return _Outgoing(
         type=get_int(doc, "type", lo=0, hi=INT31_MAX),
         device_id=get_int(doc, "destinationDeviceId", lo=1, hi=INT31_MAX),
-        registration_id=get_int(doc, "destinationRegistrationId", lo=0, hi=UINT32_MAX),
+        # 0 or absent: "not checked", as Signal-Server does (docs/protocol.md)
+        registration_id=get_optional_int(doc, "destinationRegistrationId", hi=UINT32_MAX) or 0,
         body=b64decode(doc.get("body"), name="body"),
         timestamp=get_optional_int(doc, "timestamp"),
     )
@@ -92,8 +93,9 @@ async def _send_to_channel(svc: Services, channel: ChannelId, items: list[Any]) 
 async def _send_to_number(
     svc: Services, sender: DeviceRecord, number: str, items: list[Any]
 ) -> Response:
-    """409 unless another account's sender covers every device; 410 on a registration-id
-    mismatch. The sender's own account: any subset of its other devices, never 409."""
+    """409 unless another account's sender covers every device; 410 on a non-zero
+    registration-id mismatch (0 or absent is not checked). The sender's own account: any
+    subset of its other devices, never 409."""
     if not items:
         raise MessageFormatError("messages is empty")
     if len(items) > svc.config.max_messages_per_send:
@@ -121,7 +123,9 @@ async def _send_to_number(
                 extra=extra,
             )
     stale = sorted(
-        m.device_id for m in outgoing if devices[m.device_id].registration_id != m.registration_id
+        m.device_id
+        for m in outgoing
+        if m.registration_id and devices[m.device_id].registration_id != m.registration_id
     )
     if stale:
         raise StaleDevicesError("a destination device was re-linked", stale=stale)

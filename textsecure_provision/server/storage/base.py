@@ -12,7 +12,8 @@ its promises about atomicity, listed per method.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import hmac
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -98,6 +99,20 @@ class StoredMessage:
     body: bytes = field(repr=False)
 
 
+def match_code(rows: Iterable[tuple[Any, str, int]], code: str, now_ms: int) -> Any | None:
+    """The key of the unexpired row whose code is ``code``, or None.
+
+    Every row is compared, in constant time, so timing tells neither how many
+    digits were right nor which of the outstanding codes matched.
+    """
+    found = None
+    wanted = code.encode()
+    for key, stored, expires_ms in rows:
+        if hmac.compare_digest(stored.encode(), wanted) and expires_ms > now_ms:
+            found = key
+    return found
+
+
 class Storage(Protocol):
     # -- life cycle ---------------------------------------------------------------------
     async def open(self) -> None:
@@ -132,11 +147,22 @@ class Storage(Protocol):
     async def touch_device(self, number: str, device_id: int, now_ms: int) -> None:
         """Set last_seen."""
 
-    async def put_provisioning_code(self, number: str, code: str, expires_ms: int) -> None:
-        """Store the account's provisioning code, replacing the previous one (§4)."""
+    async def put_provisioning_code(
+        self, number: str, code: str, expires_ms: int, keep: int
+    ) -> None:
+        """Add a provisioning code for ``number``; of its codes only the ``keep`` newest stay
+        (§4: a code belongs to one link, several may be outstanding, the oldest go first)."""
 
-    async def consume_provisioning_code(self, number: str, code: str, now_ms: int) -> bool:
-        """As ``consume_registration_code``, for provisioning codes: single use (§4)."""
+    async def has_provisioning_code(self, number: str, code: str, now_ms: int) -> bool:
+        """True if ``code`` is one of the number's unexpired codes (constant time; kept)."""
+
+    async def add_device_with_code(
+        self, number: str, code: str, device: NewDevice, now_ms: int, max_devices: int
+    ) -> int | None:
+        """Consume ``code`` and add the device in ONE transaction (§4), as ``add_device``:
+        the new device id, or None if the account is full (the code is then kept).
+        Raises ``CodeRejectedError`` if ``code`` is not an unexpired code of the number
+        (or there is no such account), so two links can never spend one code."""
 
     async def add_device(
         self, number: str, device: NewDevice, now_ms: int, max_devices: int

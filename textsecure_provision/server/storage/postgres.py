@@ -38,6 +38,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import asyncpg
 
 from textsecure_provision.errors import (
+    CodeRejectedError,
     InvalidInputError,
     NotFoundError,
     ServiceUnavailableError,
@@ -52,6 +53,7 @@ from textsecure_provision.server.storage.base import (
     SignedPreKeyRecord,
     StoredMessage,
     device_from_row,
+    match_code,
 )
 from textsecure_provision.server.storage.migrations import load_migrations
 
@@ -267,11 +269,50 @@ class PostgresStorage:
     async def consume_registration_code(self, number: str, code: str, now_ms: int) -> bool:
         return await self._consume_code("registration_codes", number, code, now_ms)
 
-    async def put_provisioning_code(self, number: str, code: str, expires_ms: int) -> None:
-        await self._put_code("provisioning_codes", number, code, expires_ms)
+    async def put_provisioning_code(
+        self, number: str, code: str, expires_ms: int, keep: int
+    ) -> None:
+        async with self._tx() as con:
+            await con.execute(
+                "INSERT INTO provisioning_codes (number, code, expires_ms) VALUES ($1, $2, $3)",
+                number,
+                code,
+                expires_ms,
+            )
+            await con.execute(
+                "DELETE FROM provisioning_codes WHERE number = $1 AND id NOT IN "
+                "(SELECT id FROM provisioning_codes WHERE number = $1 ORDER BY id DESC LIMIT $2)",
+                number,
+                keep,
+            )
 
-    async def consume_provisioning_code(self, number: str, code: str, now_ms: int) -> bool:
-        return await self._consume_code("provisioning_codes", number, code, now_ms)
+    _SELECT_PROVISIONING_CODES = (
+        "SELECT id, code, expires_ms FROM provisioning_codes WHERE number = $1"
+    )
+
+    async def has_provisioning_code(self, number: str, code: str, now_ms: int) -> bool:
+        async with self._con() as con:
+            rows = await con.fetch(self._SELECT_PROVISIONING_CODES, number)
+        return match_code((tuple(r) for r in rows), code, now_ms) is not None
+
+    async def add_device_with_code(
+        self, number: str, code: str, device: NewDevice, now_ms: int, max_devices: int
+    ) -> int | None:
+        async with self._tx() as con:
+            # Lock the account row first: the code check, count and insert are one unit.
+            next_id = await con.fetchval(
+                "SELECT next_device_id FROM accounts WHERE number = $1 FOR UPDATE", number
+            )
+            rows = await con.fetch(self._SELECT_PROVISIONING_CODES, number)
+            code_id = match_code((tuple(r) for r in rows), code, now_ms)
+            if next_id is None or code_id is None:
+                raise CodeRejectedError("wrong, expired or already used provisioning code")
+            device_id = await self._add_device(
+                con, number, int(next_id), device, now_ms, max_devices
+            )
+            if device_id is not None:
+                await con.execute("DELETE FROM provisioning_codes WHERE id = $1", code_id)
+            return device_id
 
     async def _put_code(self, table: str, number: str, code: str, expires_ms: int) -> None:
         async with self._con() as con:
@@ -363,15 +404,26 @@ class PostgresStorage:
             )
             if next_id is None:
                 raise NotFoundError("no such account")
-            count = await con.fetchval("SELECT COUNT(*) FROM devices WHERE number = $1", number)
-            if count >= max_devices:
-                return None
-            device_id = int(next_id)
-            await con.execute(
-                "UPDATE accounts SET next_device_id = $1 WHERE number = $2", device_id + 1, number
-            )
-            await self._insert_device(con, number, device_id, device, now_ms)
-            return device_id
+            return await self._add_device(con, number, int(next_id), device, now_ms, max_devices)
+
+    async def _add_device(
+        self,
+        con: Any,
+        number: str,
+        device_id: int,
+        device: NewDevice,
+        now_ms: int,
+        max_devices: int,
+    ) -> int | None:
+        """In the caller's transaction, which holds the account row (``FOR UPDATE``)."""
+        count = await con.fetchval("SELECT COUNT(*) FROM devices WHERE number = $1", number)
+        if count >= max_devices:
+            return None
+        await con.execute(
+            "UPDATE accounts SET next_device_id = $1 WHERE number = $2", device_id + 1, number
+        )
+        await self._insert_device(con, number, device_id, device, now_ms)
+        return device_id
 
     async def remove_device(self, number: str, device_id: int) -> bool:
         async with self._con() as con:

@@ -25,7 +25,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from textsecure_provision.errors import NotFoundError, ServiceUnavailableError, StoreError
+from textsecure_provision.errors import (
+    CodeRejectedError,
+    NotFoundError,
+    ServiceUnavailableError,
+    StoreError,
+)
 from textsecure_provision.server.storage.base import (
     DeviceRecord,
     KeyBundle,
@@ -35,6 +40,7 @@ from textsecure_provision.server.storage.base import (
     SignedPreKeyRecord,
     StoredMessage,
     device_from_row,
+    match_code,
 )
 from textsecure_provision.server.storage.migrations import load_migrations, split_statements
 
@@ -191,11 +197,45 @@ class SqliteStorage:
     async def consume_registration_code(self, number: str, code: str, now_ms: int) -> bool:
         return await self._run(self._consume_code, "registration_codes", number, code, now_ms)
 
-    async def put_provisioning_code(self, number: str, code: str, expires_ms: int) -> None:
-        await self._run(self._put_code, "provisioning_codes", number, code, expires_ms)
+    async def put_provisioning_code(
+        self, number: str, code: str, expires_ms: int, keep: int
+    ) -> None:
+        def tx(con: sqlite3.Connection) -> None:
+            con.execute(
+                "INSERT INTO provisioning_codes (number, code, expires_ms) VALUES (?, ?, ?)",
+                (number, code, expires_ms),
+            )
+            con.execute(
+                "DELETE FROM provisioning_codes WHERE number = ? AND id NOT IN "
+                "(SELECT id FROM provisioning_codes WHERE number = ? ORDER BY id DESC LIMIT ?)",
+                (number, number, keep),
+            )
 
-    async def consume_provisioning_code(self, number: str, code: str, now_ms: int) -> bool:
-        return await self._run(self._consume_code, "provisioning_codes", number, code, now_ms)
+        await self._run(self._tx, tx)
+
+    @staticmethod
+    def _provisioning_codes(con: sqlite3.Connection, number: str) -> list[Any]:
+        return con.execute(
+            "SELECT id, code, expires_ms FROM provisioning_codes WHERE number = ?", (number,)
+        ).fetchall()
+
+    async def has_provisioning_code(self, number: str, code: str, now_ms: int) -> bool:
+        rows = await self._run(self._provisioning_codes, self.con, number)
+        return match_code(rows, code, now_ms) is not None
+
+    async def add_device_with_code(
+        self, number: str, code: str, device: NewDevice, now_ms: int, max_devices: int
+    ) -> int | None:
+        def tx(con: sqlite3.Connection) -> int | None:
+            code_id = match_code(self._provisioning_codes(con, number), code, now_ms)
+            if code_id is None:
+                raise CodeRejectedError("wrong, expired or already used provisioning code")
+            device_id = self._add_device(con, number, device, now_ms, max_devices)
+            if device_id is not None:
+                con.execute("DELETE FROM provisioning_codes WHERE id = ?", (code_id,))
+            return device_id
+
+        return await self._run(self._tx, tx)
 
     def _put_code(self, table: str, number: str, code: str, expires_ms: int) -> None:
         self.con.execute(
@@ -289,24 +329,29 @@ class SqliteStorage:
         self, number: str, device: NewDevice, now_ms: int, max_devices: int
     ) -> int | None:
         def tx(con: sqlite3.Connection) -> int | None:
-            row = con.execute(
-                "SELECT next_device_id FROM accounts WHERE number = ?", (number,)
-            ).fetchone()
-            if row is None:
-                raise NotFoundError("no such account")
-            (count,) = con.execute(
-                "SELECT COUNT(*) FROM devices WHERE number = ?", (number,)
-            ).fetchone()
-            if count >= max_devices:
-                return None
-            device_id = int(row[0])
-            con.execute(
-                "UPDATE accounts SET next_device_id = ? WHERE number = ?", (device_id + 1, number)
-            )
-            self._insert_device(con, number, device_id, device, now_ms)
-            return device_id
+            return self._add_device(con, number, device, now_ms, max_devices)
 
         return await self._run(self._tx, tx)
+
+    def _add_device(
+        self, con: sqlite3.Connection, number: str, device: NewDevice, now_ms: int, max_devices: int
+    ) -> int | None:
+        row = con.execute(
+            "SELECT next_device_id FROM accounts WHERE number = ?", (number,)
+        ).fetchone()
+        if row is None:
+            raise NotFoundError("no such account")
+        (count,) = con.execute(
+            "SELECT COUNT(*) FROM devices WHERE number = ?", (number,)
+        ).fetchone()
+        if count >= max_devices:
+            return None
+        device_id = int(row[0])
+        con.execute(
+            "UPDATE accounts SET next_device_id = ? WHERE number = ?", (device_id + 1, number)
+        )
+        self._insert_device(con, number, device_id, device, now_ms)
+        return device_id
 
     async def remove_device(self, number: str, device_id: int) -> bool:
         def tx(con: sqlite3.Connection) -> bool:
