@@ -8,13 +8,13 @@ imported when it is run (or when its ``--help`` is asked for), so that
 from __future__ import annotations
 
 import importlib
-import sys
 from typing import Any
 
 import click
 
 from textsecure_provision import __version__
 from textsecure_provision.cli.context import Settings
+from textsecure_provision.cli.options import setup_logging, split_servers
 from textsecure_provision.errors import EXIT_CODES, ProvisionError, UserInterruptError
 
 # Ctrl-C where no command said more (the linking commands do: cli/ui.py, flows' ``state``).
@@ -119,15 +119,28 @@ class ProvisionGroup(LazyGroup):
     type=click.Path(file_okay=False),
     help="Where this device keeps its keys [env PROVISION_HOME; default: the user data folder].",
 )
-@click.option("--server", "server_url", envvar="PROVISION_SERVER", help="Server base URL.")
+@click.option(
+    "--server",
+    "server_url",
+    metavar="URL",
+    envvar="PROVISION_SERVER",
+    help="Server base URL, for register and secondary [env PROVISION_SERVER].",
+)
 @click.option(
     "--trusted-server",
     "trusted_servers",
+    metavar="URL",
     multiple=True,
     envvar="PROVISION_TRUSTED_SERVERS",
-    help="A server this device trusts (repeatable; default: the account's own server).",
+    help="A server this device trusts (repeatable; default: the account's own server) "
+    "[env PROVISION_TRUSTED_SERVERS].",
 )
-@click.option("--ca-file", type=click.Path(dir_okay=False), help="Trust this CA (PEM) for TLS.")
+@click.option(
+    "--ca-file",
+    type=click.Path(dir_okay=False),
+    envvar="PROVISION_CA_FILE",
+    help="Trust this CA (PEM) for TLS [env PROVISION_CA_FILE].",
+)
 @click.option(
     "--json",
     "json_mode",
@@ -163,28 +176,13 @@ def cli(
     ctx.obj = Settings(
         data_dir=data_dir,
         server_url=server_url,
-        trusted_servers=_split_servers(trusted_servers),
+        trusted_servers=split_servers(trusted_servers),
         ca_file=ca_file,
         json_mode=json_mode,
         assume_yes=assume_yes,
         verbose=verbose,
     )
-    if verbose:
-        import logging
-
-        logging.basicConfig(
-            level=logging.DEBUG if verbose > 1 else logging.INFO,
-            stream=sys.stderr,
-            format="%(levelname)s %(name)s: %(message)s",
-        )
-
-
-def _split_servers(values: tuple[str, ...]) -> tuple[str, ...]:
-    # PROVISION_TRUSTED_SERVERS may hold several URLs separated by spaces or commas.
-    out: list[str] = []
-    for value in values:
-        out.extend(v for v in value.replace(",", " ").split() if v)
-    return tuple(out)
+    setup_logging(verbose)
 
 
 def main(argv: list[str] | None = None) -> None:
