@@ -32,6 +32,7 @@ COMMANDS: dict[str, str] = {
     "whoami": "textsecure_provision.cli.whoami:whoami",
     "demo": "textsecure_provision.cli.demo:demo",
     "receive": "textsecure_provision.cli.receive:receive",
+    "reset": "textsecure_provision.cli.reset:reset",
     "send-control": "textsecure_provision.cli.send_control:send_control",
 }
 
@@ -47,6 +48,7 @@ SHORT_HELP: dict[str, str] = {
     "whoami": "Show this device's account, device id, server and identity key.",
     "demo": "Run a whole link on loopback with a throw-away server.",
     "receive": "Fetch, decrypt and acknowledge messages from the account's devices.",
+    "reset": "Unlink this device if it still can, and delete its data folder.",
     "send-control": "Send a DeviceControl message to the account's other devices.",
 }
 

@@ -129,7 +129,8 @@ class DeviceStore:
             raise StoreError(
                 f"the data folder {self.path} already holds account {record.number} "
                 f"(device {record.device_id})",
-                hint="Use another --data-dir for a new device; nothing was changed.",
+                hint="Use another --data-dir for a new device, or `provision reset` to unlink "
+                "and delete this one; nothing was changed.",
             )
 
     def commit_record(self, record: DeviceRecord, *, replace: bool = False) -> None:
