@@ -11,6 +11,10 @@ from textsecure_provision.cli.default_group import DefaultGroup
 from textsecure_provision.cli.options import flow_config, local_globals
 
 MAX_STDIN_LINK = 4096  # a link is ~200 characters; refuse to slurp anything big
+# `secondary --qr-out` rewrites its image at least once per channel lifetime (§4.1, 120 s)
+# and removes it when it ends: an older image is a leftover of an earlier run.
+STALE_IMAGE_S = 130.0
+IMAGE_POLL_S = 0.1
 
 
 @click.group(cls=DefaultGroup, default="scan")
@@ -30,6 +34,15 @@ def master() -> None:
     help="A picture of the QR code (PNG, JPEG, ...).",
 )
 @click.option(
+    "--wait",
+    "wait_s",
+    type=click.FloatRange(min=0),
+    default=0,
+    metavar="SECONDS",
+    help="With --qr: wait up to this long for a new IMAGE (one written less than "
+    f"{STALE_IMAGE_S:.0f} s ago), e.g. while `secondary --qr-out IMAGE` starts beside it.",
+)
+@click.option(
     "--link", "link_text", metavar="URI", help="The link itself (textsecure-device-init:...)."
 )
 @click.option(
@@ -43,7 +56,11 @@ def master() -> None:
 )
 @local_globals
 def scan(
-    settings: Settings, qr_image: str | None, link_text: str | None, ack_timeout: float
+    settings: Settings,
+    qr_image: str | None,
+    wait_s: float,
+    link_text: str | None,
+    ack_timeout: float,
 ) -> None:
     """Link the new device whose QR code is in IMAGE, or whose link is given or on stdin.
 
@@ -60,17 +77,17 @@ def scan(
 
     if qr_image and link_text:
         raise click.UsageError("give either --qr or --link, not both")
-    if qr_image:
-        from textsecure_provision.qr.scan import scan_text
-
-        text = scan_text(qr_image)
-    elif link_text:
-        text = link_text
-    else:
-        try:
+    if wait_s and not qr_image:
+        raise click.UsageError("--wait needs --qr IMAGE")
+    try:
+        if qr_image:
+            text = _wait_for_image(qr_image, wait_s) if wait_s else _scan(qr_image)
+        elif link_text:
+            text = link_text
+        else:
             text = _read_stdin_link()
-        except KeyboardInterrupt:
-            raise UserInterruptError(NOTHING_SENT) from None
+    except KeyboardInterrupt:
+        raise UserInterruptError(NOTHING_SENT) from None
     ui = CliUi(Output.from_settings(settings))
     config = flow_config(settings)
     on_sent = None
@@ -79,6 +96,46 @@ def scan(
 
         on_sent = ack_hook(config.store(), timeout_s=ack_timeout)
     ui.run(link_master(config, ui, text, on_sent=on_sent), interrupted=NOTHING_SENT)
+
+
+def _scan(path: str) -> str:
+    from textsecure_provision.qr.scan import scan_text
+
+    return scan_text(path)
+
+
+def _wait_for_image(path: str, wait_s: float) -> str:
+    """The link in the first fresh, readable image at ``path`` within ``wait_s`` seconds.
+
+    "Fresh": written less than ``STALE_IMAGE_S`` ago, so a leftover of an earlier run (whose
+    channel is long gone) is never scanned; it is replaced by the secondary's new image.
+    """
+    import os
+    import time
+
+    from textsecure_provision.errors import ProvisionError, TimedOutError
+
+    deadline = time.monotonic() + wait_s
+    last_error: ProvisionError | None = None
+    while True:
+        try:
+            fresh = time.time() - os.stat(path).st_mtime < STALE_IMAGE_S
+        except OSError:
+            fresh = False
+        if fresh:
+            try:
+                return _scan(path)
+            except ProvisionError as exc:  # e.g. not an image (yet): keep waiting
+                last_error = exc
+        if time.monotonic() >= deadline:
+            if last_error is not None:
+                raise last_error
+            raise TimedOutError(
+                f"no new QR image at {path} within {wait_s:.0f} s",
+                hint="Start `provision secondary --qr-out IMAGE` on the new device (it writes "
+                "the image once its channel is open), or give a longer --wait.",
+            )
+        time.sleep(IMAGE_POLL_S)  # polling a file another process writes
 
 
 def _read_stdin_link() -> str:

@@ -29,7 +29,7 @@ def secondary() -> None:
     "--qr-out",
     type=click.Path(dir_okay=False),
     metavar="FILE.png|FILE.svg",
-    help="Also write the QR code to this image (rewritten when renewed).",
+    help="Also write the QR code to this image (rewritten when renewed, removed at the end).",
 )
 @click.option("--print-link", is_flag=True, help="Print the bare link on stdout (not with --json).")
 @click.option("--ascii", "ascii_qr", is_flag=True, help="Draw the QR code with ASCII only.")
@@ -78,7 +78,11 @@ def listen(
 
         image_format_for(qr_out)  # a bad suffix is a usage error before anything is opened
     ui = CliUi(
-        Output.from_settings(settings), qr_out=qr_out, print_link=print_link, ascii_qr=ascii_qr
+        Output.from_settings(settings),
+        qr_out=qr_out,
+        print_link=print_link,
+        ascii_qr=ascii_qr,
+        remove_qr_out=True,
     )
     # A person at a terminal types the code; scripts use --expect-number (or --yes).
     ask_code = not (settings.json_mode or settings.assume_yes or expect_number)

@@ -60,9 +60,14 @@ class CliUi:
         ascii_qr: bool = False,
         label: str = "",
         extra: dict[str, Any] | None = None,
+        remove_qr_out: bool = False,
     ) -> None:
         self.out = out
         self.qr_out = qr_out
+        # The image of a channel that no longer works must not be scanned later: removed on
+        # close when asked (`secondary --qr-out`; `demo --keep` keeps its image).
+        self.remove_qr_out = remove_qr_out
+        self._qr_written = False
         self.print_link = print_link
         self.ascii_qr = ascii_qr
         self.label = label
@@ -103,6 +108,7 @@ class CliUi:
             from textsecure_provision.qr.render import write_qr_file
 
             write_qr_file(link, self.qr_out)  # atomic: a reader never sees half an image
+            self._qr_written = True
         event = "channel_renewed" if renewed else "channel_opened"
         now = time.time()
         self.out.emit(
@@ -307,6 +313,10 @@ class CliUi:
     def close(self) -> None:
         self.stop_countdown()
         self._stop_watching()
+        if self.remove_qr_out and self._qr_written and self.qr_out:
+            with contextlib.suppress(OSError):
+                os.unlink(self.qr_out)
+            self._qr_written = False
 
     def run(self, flow: Coroutine[Any, Any, T], *, interrupted: str) -> T:
         """``asyncio.run(flow)``; Ctrl-C ends it with ``UserInterruptError`` and the flow's note.
