@@ -140,6 +140,30 @@ def test_no_verify_then_verify_from_another_process(
     assert scan.seen_event("acknowledged")["device_id"] == 2
 
 
+def test_second_scan_of_the_same_qr_does_not_break_the_first_link(
+    master: Account, tmp_path: Path, background
+) -> None:
+    """Issue 11 as a new user hit it: listen --no-verify, scan, scan the same QR again, verify.
+    The second scan fails (the channel is used: exit 7) and the first link still completes."""
+    home = tmp_path / "secondary"
+    secondary = background(
+        "secondary", "listen", "--no-verify", "--json", home=home, server=master.server
+    )
+    link = secondary.wait_event("channel_opened")["link"]
+    first = background("master", "scan", "--link", link, "--yes", "--json", home=master.home)
+    code = first.wait_event("sent")["confirmation_code"]
+    assert secondary.wait() == 0, secondary.stderr()
+    again = run("master", "scan", "--link", link, "--yes", "--json", "--ack-timeout", "0",
+                home=master.home)
+    assert again.returncode == 7, again.stderr
+    assert again.event("error")["error"] == "ChannelGoneError"
+    res = run("verify", "--number", master.number, "--code", code, "--json", home=home)
+    assert res.returncode == 0, res.stderr
+    assert res.event("registered")["device_id"] == 2
+    assert first.wait() == 0, first.stderr()
+    assert first.seen_event("acknowledged")["device_id"] == 2
+
+
 def test_devices_remove(master: Account, tmp_path: Path, background) -> None:
     home = tmp_path / "secondary"
     secondary = background(

@@ -248,7 +248,14 @@ def test_bad_store_permissions_exit_9(master: Account, tmp_path: Path) -> None:
         res = run("whoami", "--json", home=master.home)
         assert res.returncode == 9
         assert "0700" in res.event("error")["message"]
-        assert run("master", "--link", "x", "--yes", home=master.home).returncode == 9
+        link = build_link(
+            ProvisioningLink(
+                "0f8fad5b-d9cb-469f-a165-70867728950e", master.server, KeyPair.generate().public
+            )
+        )
+        assert run("master", "--link", link, "--yes", home=master.home).returncode == 9
+        # A bad link is refused first: it is checked before the data folder is read.
+        assert run("master", "--link", "x", "--yes", home=master.home).returncode == 2
     finally:
         os.chmod(master.home, 0o700)
     os.chmod(master.home / "device.json", 0o644)
