@@ -141,23 +141,30 @@ class CliUi:
         link, code_line = self._shown["link"], self._shown["code_line"]
         size = _terminal_size(sys.stderr)
         self._drawn_for = size
+        drawn = True
         if self._should_draw_qr():
-            self._draw_qr(link, code_line, size)
+            drawn = self._draw_qr(link, code_line, size)
         elif code_line:
             self.out.info(self._labelled(code_line))
-        where = f" (also saved as {self.qr_out})" if self.qr_out else ""
-        self.out.info(
-            self._labelled(
+        if drawn:
+            where = f" (also saved as {self.qr_out})" if self.qr_out else ""
+            scan = (
                 f"Scan this QR code{where} with `provision master scan` on your account's device."
             )
-        )
+        elif self.qr_out:
+            scan = f"Or scan the QR code saved as {self.qr_out} with `provision master scan`."
+        else:
+            scan = ""
+        if scan:
+            self.out.info(self._labelled(scan))
         if not self.out.json_mode and _isatty(sys.stderr):
             loop = asyncio.get_running_loop()
             self._start_countdown(
                 self._shown["expires_at"] - loop.time(), self._shown["deadline_at"] - loop.time()
             )
 
-    def _draw_qr(self, link: str, code_line: str | None, size: tuple[int, int] | None) -> None:
+    def _draw_qr(self, link: str, code_line: str | None, size: tuple[int, int] | None) -> bool:
+        """Draw the QR code if it fits; else say so and show the link. True if drawn."""
         from textsecure_provision.qr.render import fit_terminal, needs_ascii, render_terminal
 
         ascii_only = self.ascii_qr or needs_ascii(getattr(sys.stderr, "encoding", None))
@@ -169,17 +176,17 @@ class CliUi:
             )
             if level is None:
                 lines = [
-                    f"This terminal is {columns}x{rows}; the QR code needs "
-                    f"{need_cols}x{need_rows + TEXT_ROWS_BELOW_QR}. Enlarge the window and it "
-                    "is drawn"
-                    + (", or scan the image" if self.qr_out else "")
-                    + "; or give the other device this link:",
+                    f"This terminal is {columns}x{rows} and the QR code needs "
+                    f"{need_cols}x{need_rows + TEXT_ROWS_BELOW_QR}"
+                    + (" (without --ascii, less)" if self.ascii_qr else "")
+                    + ": enlarge the window and it is drawn.",
+                    "Meanwhile, the link (for `provision master --link` on your account's device):",
                     link,
                 ]
                 if code_line:
                     lines.append(code_line)
                 self.out.stderr(self._labelled("\n".join(lines)))
-                return
+                return False
         self.out.stderr(
             render_terminal(
                 link,
@@ -191,6 +198,7 @@ class CliUi:
         )
         if code_line:
             self.out.stderr(self._labelled(code_line))
+        return True
 
     def _watch_resizes(self) -> None:
         sigwinch = getattr(signal, "SIGWINCH", None)
