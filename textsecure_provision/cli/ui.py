@@ -175,12 +175,12 @@ class CliUi:
                 link, columns, rows - TEXT_ROWS_BELOW_QR, ascii_only=ascii_only
             )
             if level is None:
+                # Short lines: they must not wrap in the very terminal that is too small.
                 lines = [
-                    f"This terminal is {columns}x{rows} and the QR code needs "
-                    f"{need_cols}x{need_rows + TEXT_ROWS_BELOW_QR}"
-                    + (" (without --ascii, less)" if self.ascii_qr else "")
-                    + ": enlarge the window and it is drawn.",
-                    "Meanwhile, the link (for `provision master --link` on your account's device):",
+                    f"The QR code needs {need_cols}x{need_rows + TEXT_ROWS_BELOW_QR}"
+                    + (" (less without --ascii)" if self.ascii_qr else "")
+                    + f"; this terminal is {columns}x{rows}. Enlarge it to see the code.",
+                    "Meanwhile, the link for `provision master --link` on your account's device:",
                     link,
                 ]
                 if code_line:
