@@ -64,7 +64,7 @@ LINKED_NOT_ANNOUNCED = (
     "told: run `provision send-control new-device-registered`."
 )
 PENDING_KEPT = "the received link is kept: finish it with `provision verify` within 10 minutes."
-CODE_QUESTION = "Type the confirmation code shown on the other device"
+CODE_QUESTION = "Confirmation code shown on the other device"
 MAX_CODE_ATTEMPTS = 3  # only for answers that are not six digits; a wrong code ends it at once
 
 
@@ -108,7 +108,8 @@ async def listen_secondary(
     link_state, device_init = await _receive_device_init(config, ui, server, trusted, options, rng)
     opened = _open(link_state, device_init)
     ui.state(RECEIVED_UNUSED)
-    _announce(ui, opened)
+    ask_code = options.ask_code and expect is None
+    _announce(ui, opened, typed=ask_code)  # also with --no-verify: `verify` asks for it
     if options.no_verify:
         if expect is not None:
             link_state.confirm_number(expect)  # a wrong number is refused now, not saved
@@ -132,7 +133,7 @@ async def listen_secondary(
             expires_in=int(PENDING_TTL_S),
         )
         return PendingSaved(opened.payload.phone_number, opened.confirmation, pending.expires_ms)
-    if options.ask_code and expect is None:
+    if ask_code:
         ask_confirmation_code(ui, link_state, opened)
     _confirm_number(ui, link_state, opened, expect)
     return await complete_link(
@@ -220,12 +221,19 @@ def _open(link_state: SecondaryLink, device_init: bytes) -> OpenedInit:
         raise BadMessageError(f"the received DeviceInit is malformed ({exc.message})") from exc
 
 
-def _announce(ui: Ui, opened: OpenedInit) -> None:
+def _announce(ui: Ui, opened: OpenedInit, *, typed: bool = False) -> None:
+    # When the person is to type the code, this screen must not show it: they would copy it
+    # from here instead of reading it on the other device, and the check would prove nothing.
+    # (The event's field still carries it, for --json, where nobody types.)
+    shown = (
+        "\nType the confirmation code that the other device shows."
+        if typed
+        else f"\nConfirmation code: {opened.confirmation} (the other device shows the same code)"
+    )
     ui.event(
         "device_init_received",
         f"Received a link for account {opened.payload.phone_number} "
-        f"via {opened.payload.server}.\nConfirmation code: {opened.confirmation} "
-        "(the other device shows the same code)",
+        f"via {opened.payload.server}.{shown}",
         number=opened.payload.phone_number,
         server=opened.payload.server,
         confirmation_code=opened.confirmation,
@@ -360,10 +368,11 @@ async def verify_pending(
     trusted = (*pending.trusted_servers, *config.trusted_servers)
     link_state = SecondaryLink(pending.ephemeral, trusted)
     opened = _open(link_state, pending.device_init)
-    _announce(ui, opened)
+    ask_code = ask_code and given_code is None and expect is None
+    _announce(ui, opened, typed=ask_code)
     if given_code is not None:
         require_same_code(link_state, given_code, opened.confirmation)
-    elif ask_code and expect is None:
+    elif ask_code:
         ask_confirmation_code(ui, link_state, opened)
     _confirm_number(ui, link_state, opened, expect)
     return await complete_link(
