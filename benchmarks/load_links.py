@@ -53,6 +53,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import msgspec
 import websockets
 
 from textsecure_provision.crypto.keys import KeyPair
@@ -86,13 +87,15 @@ TABLES = (
 SERVER_MAIN = """
 import json, sys
 from textsecure_provision.server.app import create_app
-from textsecure_provision.server.config import RateLimits, ServerConfig
+from textsecure_provision.server.config import RateLimits, ServerConfig, SocketBudgets
 from textsecure_provision.server.runner import ProvisionServer, uvicorn_config
 opts = json.loads(sys.argv[1])
 limits = RateLimits()
 for name in opts.pop("limits_off"):
     limits = limits.with_rule(name, None)
-config = ServerConfig(rate_limits=limits, **opts.pop("config"))
+# Every simulated client shares 127.0.0.1: no per-address socket cap.
+sockets = SocketBudgets(max_sockets_per_address=None)
+config = ServerConfig(rate_limits=limits, sockets=sockets, **opts.pop("config"))
 app = create_app(config)
 ProvisionServer(uvicorn_config(app, config), config, port_file=opts["port_file"]).run()
 """
@@ -136,12 +139,13 @@ def new_number() -> str:
 
 
 def keys_upload(identity: KeyPair, prekeys: int) -> dict[str, Any]:
-    return build_keys_upload(
+    body = build_keys_upload(
         identity.public,
         generate_signed_prekey(identity, 1),
         generate_prekeys(1, prekeys),
         generate_prekeys(0xFFFFFF, 1)[0],
     )
+    return msgspec.to_builtins(body)  # type: ignore[no-any-return]
 
 
 def check(r: httpx.Response, what: str) -> httpx.Response:

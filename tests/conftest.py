@@ -1,14 +1,20 @@
-"""Shared test helpers: the vector files copied from the contract (users have no ../shared)."""
+"""Shared test helpers: the vector files copied from the contract (users have no ../shared),
+and tests/ on sys.path for the one live-server harness (``import server_harness``)."""
 
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-VECTORS = Path(__file__).parent / "vectors"
+TESTS = Path(__file__).resolve().parent
+if str(TESTS) not in sys.path:
+    sys.path.insert(0, str(TESTS))
+
+VECTORS = TESTS / "vectors"
 
 
 def load_vector(name: str) -> dict[str, Any]:

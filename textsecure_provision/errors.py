@@ -8,12 +8,16 @@ both ends of the wire share one set of names.
 ::
 
     ProvisionError              exit 1 / 500
-    ├─ InvalidInputError        exit 2 / 400  LinkError, KeyFormatError, PhoneNumberError, QrError,
+    ├─ InvalidInputError        exit 2 / 400  KeyFormatError, PhoneNumberError,
     │  └─ LocalProtocolError                  MessageFormatError
-    ├─ TimedOutError            exit 3 / 408
-    ├─ RefusedError             exit 4 / 400  NumberMismatchError, ConfirmationMismatchError
-    ├─ UntrustedServerError     exit 5 / 400
-    ├─ ServerUnreachableError   exit 6 / 502  RemoteProtocolError, ServerDegradedError 503
+    │                                         LinkError -, QrError - (NoSuchImageError,
+    │                                         UnreadableImageError, NotAnImageError,
+    │                                         NoQrCodeError, SeveralQrCodesError),
+    │                                         QrDecoderUnavailableError -
+    ├─ TimedOutError            exit 3 / -
+    ├─ RefusedError             exit 4 / -    NumberMismatchError, ConfirmationMismatchError
+    ├─ UntrustedServerError     exit 5 / -
+    ├─ ServerUnreachableError   exit 6 / -    RemoteProtocolError -, ServerDegradedError -
     ├─ ServerRefusedError       exit 7        AuthError 401, ForbiddenError 403,
     │                                         DeviceUnlinkedError 401, CodeRejectedError 403,
     │                                         RegistrationCodeRejectedError 403, NotFoundError 404,
@@ -22,9 +26,12 @@ both ends of the wire share one set of names.
     │                                         MismatchedDevicesError 409, StaleDevicesError 410,
     │                                         DeviceLimitError 411, TooLargeError 413,
     │                                         RateLimitedError 429
-    ├─ BadMessageError          exit 8 / 400  EnvelopeError, SessionError
+    ├─ BadMessageError          exit 8 / -    EnvelopeError, SessionError (DuplicateMessageError,
+    │                                         MessageTooFarError)
     ├─ StoreError               exit 9 / 503  ServiceUnavailableError
-    └─ UserInterruptError       exit 130      Ctrl-C; the message says what state things are in
+    └─ UserInterruptError       exit 130 / -  Ctrl-C; the message says what state things are in
+
+(``-``: raised by clients only, no HTTP status.)
 
 Local or remote, as h11 splits them: ``LocalProtocolError`` (and its
 ``MessageFormatError``) is something malformed on this side: an option, a file,
@@ -33,32 +40,47 @@ a malformed answer from the server: not the user's fault, so not exit 2 and
 not "check the input".
 
 Messages never contain secrets (keys, passwords, codes, bodies). ``hint`` is the
-user's next step, printed by the CLI after the message.
+user's next step, printed by the CLI after the message; it is set per class (or once
+at construction), never changed on a raised instance: ``with_hint`` makes a copy.
+What went wrong is the class, never a string in the instance: a caller that must tell
+two cases apart catches two subclasses.
+
+Errors only a client raises (the user refused, a link or picture is bad, a message
+failed to decrypt, the server could not be reached) have ``http_status = None``:
+should one ever reach the server's error handler, it is a bug (500).
 
 This module imports nothing from the package.
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+import copy
+from typing import Any, ClassVar, TypeVar
+
+_E = TypeVar("_E", bound="ProvisionError")
 
 
 class ProvisionError(Exception):
     """Base of every error this project raises on purpose."""
 
     exit_code: ClassVar[int] = 1
-    http_status: ClassVar[int] = 500
+    http_status: ClassVar[int | None] = 500
     hint: ClassVar[str] = "This is probably a bug; rerun with -v and report it."
 
-    def __init__(self, message: str = "", *, hint: str | None = None, **details: Any) -> None:
+    def __init__(self, message: str = "", *, hint: str | None = None) -> None:
         super().__init__(message or (self.__doc__ or type(self).__name__).strip().splitlines()[0])
         if hint is not None:
             self.hint = hint  # type: ignore[misc]
-        self.details: dict[str, Any] = details
 
     @property
     def message(self) -> str:
         return str(self.args[0])
+
+    def with_hint(self: _E, hint: str) -> _E:
+        """A copy of this error (same class, message and fields) with another next step."""
+        new = copy.copy(self)
+        new.hint = hint  # type: ignore[misc]
+        return new
 
 
 # -- 2: bad input ---------------------------------------------------------------------------
@@ -68,12 +90,14 @@ class InvalidInputError(ProvisionError):
     """The input is malformed."""
 
     exit_code = 2
-    http_status = 400
+    http_status: ClassVar[int | None] = 400
     hint = "Check the input and try again."
 
 
 class LinkError(InvalidInputError):
     """The provisioning link (QR content) is not valid (§3)."""
+
+    http_status = None
 
     hint = "Scan the QR code shown by `provision secondary` again, or restart the secondary."
 
@@ -99,7 +123,43 @@ class PhoneNumberError(InvalidInputError):
 class QrError(InvalidInputError):
     """No usable QR code could be read from the image."""
 
+    http_status = None
     hint = "Take a sharper, straighter picture of the whole QR code, or pass --link instead."
+
+
+class NoSuchImageError(QrError):
+    """The picture's file does not exist."""
+
+    hint = "Check the path of the picture."
+
+
+class UnreadableImageError(QrError):
+    """The picture's file exists but cannot be read (a folder, no permission, I/O error)."""
+
+    hint = "Check the path of the picture and that you may read it."
+
+
+class NotAnImageError(QrError):
+    """The file is not a picture this program can read (or is damaged, or far too large)."""
+
+    hint = "Give a PNG or JPEG picture of the QR code."
+
+
+class NoQrCodeError(QrError):
+    """The picture holds no QR code that could be read."""
+
+
+class SeveralQrCodesError(QrError):
+    """The picture holds several different QR codes: none is picked (§8)."""
+
+    hint = "Crop the picture to the one QR code shown by `provision secondary`."
+
+
+class QrDecoderUnavailableError(InvalidInputError):
+    """The QR decoder asked for cannot run here (its package or system library is missing)."""
+
+    http_status = None
+    hint = "Install what the message names, or leave --qr-decoder at its default (zxing)."
 
 
 # -- 3: timed out ---------------------------------------------------------------------------
@@ -109,7 +169,7 @@ class TimedOutError(ProvisionError):
     """Waiting ran out of time."""
 
     exit_code = 3
-    http_status = 408
+    http_status = None
     hint = "Restart the command, and scan the QR code within the time shown."
 
 
@@ -120,7 +180,7 @@ class RefusedError(ProvisionError):
     """The user declined, or a value the user must confirm did not match."""
 
     exit_code = 4
-    http_status = 400
+    http_status = None
     hint = "Nothing was linked. Restart both sides if you want to try again."
 
 
@@ -146,7 +206,7 @@ class UntrustedServerError(ProvisionError):
     """A server named by the peer is not on this device's trusted list (§8)."""
 
     exit_code = 5
-    http_status = 400
+    http_status = None
     hint = (
         "If you do trust it, add it with --trusted-server URL (or PROVISION_TRUSTED_SERVERS); "
         "otherwise do not link."
@@ -160,7 +220,7 @@ class ServerUnreachableError(ProvisionError):
     """The server could not be reached (connection, DNS or TLS failure)."""
 
     exit_code = 6
-    http_status = 502
+    http_status = None
     hint = "Check the server URL, your network, and --ca-file if the server uses its own CA."
 
 
@@ -182,13 +242,13 @@ class ServerDegradedError(ServerUnreachableError):
     )
 
     def __init__(self, message: str = "", *, retry_after: int | None = None, **kw: Any) -> None:
-        super().__init__(message, **kw)
-        self.retry_after = retry_after
-        if retry_after is not None and "hint" not in kw:
-            self.hint = (  # type: ignore[misc]
+        if retry_after is not None and kw.get("hint") is None:
+            kw["hint"] = (  # set once, at construction
                 f"The server is degraded and asks to wait {describe_wait(retry_after)}; "
                 "try again after that, or tell the server's operator."
             )
+        super().__init__(message, **kw)
+        self.retry_after = retry_after
 
 
 # -- 7: refused by the server ---------------------------------------------------------------
@@ -316,13 +376,13 @@ class RateLimitedError(ServerRefusedError):
     hint = "Wait a little and try again."
 
     def __init__(self, message: str = "", *, retry_after: int = 60, **kw: Any) -> None:
-        super().__init__(message, **kw)
-        self.retry_after = retry_after
-        if "hint" not in kw:
-            self.hint = (  # type: ignore[misc]
+        if kw.get("hint") is None:  # the server's own figure, not "a little" (set once, here)
+            kw["hint"] = (
                 f"The server asks to wait {describe_wait(retry_after)} "
                 f"(Retry-After: {retry_after}); try again after that."
             )
+        super().__init__(message, **kw)
+        self.retry_after = retry_after
 
 
 # -- 8: failed authentication ---------------------------------------------------------------
@@ -332,7 +392,7 @@ class BadMessageError(ProvisionError):
     """A message failed authentication or could not be decrypted."""
 
     exit_code = 8
-    http_status = 400
+    http_status = None
     hint = "The message may have been tampered with. Restart the link; do not trust this one."
 
 
@@ -344,6 +404,14 @@ class SessionError(BadMessageError):
     """A session message could not be decrypted or verified (§7)."""
 
     hint = "Run `provision send-control new-device-registered` to rebuild sessions."
+
+
+class DuplicateMessageError(SessionError):
+    """The message was already received, or its key was dropped as too old (§7)."""
+
+
+class MessageTooFarError(SessionError):
+    """The message is too far ahead of its chain to derive its key (§7)."""
 
 
 # -- 9: store -------------------------------------------------------------------------------
@@ -370,6 +438,7 @@ class UserInterruptError(ProvisionError):
     """Interrupted (Ctrl-C). The message says what state things were left in."""
 
     exit_code = 130
+    http_status = None
     hint = ""
 
 

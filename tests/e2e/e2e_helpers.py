@@ -1,4 +1,5 @@
-"""Helpers for the end-to-end tests: a real `provision server` subprocess and CLI subprocesses.
+"""Helpers for the end-to-end tests: a real `provision server` subprocess (the suite's one
+harness, tests/server_harness.py) and CLI subprocesses.
 
 Every wait is on something observable (a file appearing, a JSON line, a
 process exiting), each with a deadline; nothing sleeps to paper over a race.
@@ -19,8 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import server_harness as harness  # tests/, on sys.path (tests/conftest.py)
+
 REGISTRATION_CODE = "424242"
-START_TIMEOUT_S = 30.0
+START_TIMEOUT_S = harness.START_TIMEOUT_S
 CLI_TIMEOUT_S = 60.0
 POLL_S = 0.02
 # Every test client comes from 127.0.0.1, so the per-address limits (which protect a real
@@ -38,72 +41,22 @@ SHARED_ADDRESS_LIMITS = [
 ]
 
 
-def wait_for(predicate: Any, timeout: float, what: str) -> Any:
-    """Poll ``predicate`` until it returns something truthy, or fail after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(POLL_S)  # polling another process's state, bounded by the deadline
-
-
-@dataclass
-class Server:
-    url: str
-    proc: subprocess.Popen[bytes]
-    workdir: Path
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-    def log(self) -> str:
-        return (self.workdir / "server.log").read_text(errors="replace")
+wait_for = harness.wait_for
+Server = harness.ServerProcess  # the suite's one server process (tests/server_harness.py)
 
 
 def start_server(
     workdir: Path, *, channel_ttl_s: float | None = None, extra_args: tuple[str, ...] = ()
 ) -> Server:
+    """``provision server`` on a free port, SQLite in ``workdir``, the test registration code."""
     workdir.mkdir(parents=True, exist_ok=True)
-    port_file = workdir / "server.url"
-    args = [
-        sys.executable, "-m", "textsecure_provision", "server",
-        "--host", "127.0.0.1", "--port", "0", "--port-file", str(port_file),
-        "--db", f"sqlite:///{workdir / 'server.db'}",
-        "--test-registration-code", REGISTRATION_CODE,
-    ]  # fmt: skip
+    args = ["--test-registration-code", REGISTRATION_CODE]
     if channel_ttl_s is not None:
         args += ["--channel-ttl", str(channel_ttl_s)]
     for rule in SHARED_ADDRESS_LIMITS:
         args += ["--rate-limit", rule]
     args += extra_args
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PROVISION_")}
-    log = (workdir / "server.log").open("wb")
-    proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env)
-    log.close()
-
-    def url() -> str | None:
-        if proc.poll() is not None:
-            raise AssertionError(
-                "provision server exited:\n" + (workdir / "server.log").read_text()
-            )
-        text = port_file.read_text() if port_file.exists() else ""
-        return text.strip() if text.endswith("\n") else None
-
-    try:
-        return Server(wait_for(url, START_TIMEOUT_S, "the server's port file"), proc, workdir)
-    except BaseException:
-        proc.kill()
-        proc.wait()
-        raise
+    return Server(workdir, workdir / "server.db", args=tuple(args)).start()
 
 
 def new_number() -> str:

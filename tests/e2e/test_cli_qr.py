@@ -205,11 +205,11 @@ def make_inputs(tmp_path: Path) -> dict[str, Path]:
 @pytest.mark.parametrize(
     ("case", "error", "message"),
     [
-        ("missing", "QrError", "no such file"),
-        ("text", "QrError", "is not an image"),
-        ("blank", "QrError", "no QR code found"),
+        ("missing", "NoSuchImageError", "no such file"),
+        ("text", "NotAnImageError", "is not an image"),
+        ("blank", "NoQrCodeError", "no QR code found"),
         ("hello", "LinkError", "not a provisioning link"),
-        ("two", "QrError", "2 different QR codes"),
+        ("two", "SeveralQrCodesError", "2 different QR codes"),
     ],
 )
 def test_decode_errors_exit_2(tmp_path: Path, case: str, error: str, message: str) -> None:
@@ -293,3 +293,34 @@ def test_terminal_gets_explicit_colours_unless_no_color() -> None:
     assert coloured == render_terminal(LINK, colour=True)
     plain = run_on_pty("qr", "encode", LINK, env={"NO_COLOR": "1"})
     assert plain == render_terminal(LINK)
+
+
+def _zbar_missing() -> str | None:
+    from textsecure_provision.errors import QrDecoderUnavailableError
+    from textsecure_provision.qr.scan import reader
+
+    try:
+        reader("zbar")
+    except QrDecoderUnavailableError as exc:
+        return exc.message
+    return None
+
+
+@pytest.mark.skipif(_zbar_missing() is not None, reason=str(_zbar_missing()))
+def test_decode_with_zbar_flag_and_env(tmp_path: Path) -> None:
+    image = tmp_path / "code.png"
+    image.write_bytes(render_png(LINK))
+    by_flag = provision("--json", "qr", "decode", "--qr-decoder", "zbar", str(image))
+    assert by_flag.returncode == 0, by_flag.stderr
+    assert json_lines(by_flag.stdout)[-1]["link"] == LINK
+    blank = tmp_path / "blank.png"
+    blank.write_bytes(png(Image.new("L", (200, 200), 255)))
+    by_env = provision("qr", "decode", str(blank), env={"PROVISION_QR_DECODER": "zbar"})
+    assert by_env.returncode == 2
+    assert "no QR code found" in by_env.stderr
+
+
+def test_unknown_qr_decoder_is_a_usage_error(tmp_path: Path) -> None:
+    result = provision("qr", "decode", "--qr-decoder", "zebra", str(tmp_path / "x.png"))
+    assert result.returncode == 2
+    assert "'zebra' is not one of 'zxing', 'zbar'" in result.stderr

@@ -15,7 +15,7 @@ import pytest
 from e2e_helpers import Account, new_number, run
 
 from textsecure_provision.flows.sessions import new_device_registered, parse_key_bundles
-from textsecure_provision.protocol.encoding import b64encode
+from textsecure_provision.protocol.bodies import OutgoingMessage
 from textsecure_provision.protocol.messages import encode_device_control
 from textsecure_provision.protocol.session import encrypt, initiate_session
 from textsecure_provision.store import DeviceStore
@@ -109,7 +109,7 @@ def test_receive_wait_returns_with_the_first_message(pair: Family, background: A
     assert quiet.returncode == 0 and quiet.events() == []
 
 
-def _send_raw(home: Path, destination: str, messages: list[dict[str, Any]]) -> None:
+def _send_raw(home: Path, destination: str, messages: list[OutgoingMessage]) -> None:
     record = DeviceStore(home).require_record()
 
     async def go() -> None:
@@ -146,8 +146,9 @@ def test_control_from_another_account_is_dropped_and_reported(
             msg_type, body = encrypt(session, plain)
             await api.send_messages(
                 master.number,
-                [{"type": msg_type, "destinationDeviceId": 1, "body": b64encode(body),
-                  "destinationRegistrationId": bundle.registration_id, "timestamp": 5}],
+                [OutgoingMessage(type=msg_type, destination_device_id=1, body=body,
+                                 destination_registration_id=bundle.registration_id,
+                                 timestamp=5)],
             )  # fmt: skip
 
     asyncio.run(go())
@@ -169,8 +170,9 @@ def test_undecryptable_message_is_reported_dropped_and_exits_8(pair: Family) -> 
     _send_raw(
         family.homes[2],
         family.master.number,
-        [{"type": 6, "destinationDeviceId": 1, "body": b64encode(b"\x33" + b"\x00" * 60),
-          "destinationRegistrationId": session.remote_registration_id, "timestamp": 1}],
+        [OutgoingMessage(type=6, destination_device_id=1, body=b"\x33" + b"\x00" * 60,
+                         destination_registration_id=session.remote_registration_id,
+                         timestamp=1)],
     )  # fmt: skip
     res = run("receive", "--json", home=family.master.home)
     assert res.returncode == 8

@@ -9,36 +9,27 @@ per-test configuration (brute force, fuzzing) are explicit in each test.
 from __future__ import annotations
 
 import base64
-import datetime
-import ipaddress
 import os
 import secrets
-import signal
-import socket
 import sqlite3
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
+import server_harness as harness  # tests/, on sys.path (tests/conftest.py)
 from hypothesis import HealthCheck, settings
 
 from textsecure_provision.crypto.keys import KeyPair
 from textsecure_provision.crypto.signing import sign
-from textsecure_provision.server.app import create_app
-from textsecure_provision.server.config import ServerConfig
-from textsecure_provision.server.runner import ProvisionServer, uvicorn_config
-from textsecure_provision.server.services import Services
 
 TEST_CODE = "246810"
-START_TIMEOUT_S = 30.0
-STOP_TIMEOUT_S = 10.0
-POLL_S = 0.02
+START_TIMEOUT_S = harness.START_TIMEOUT_S
+STOP_TIMEOUT_S = harness.STOP_TIMEOUT_S
+POLL_S = harness.POLL_S
 
 # -- fuzz budgets ----------------------------------------------------------------------------
 
@@ -67,153 +58,20 @@ def fuzz(default: int) -> settings:
     )
 
 
-# -- an in-process server ----------------------------------------------------------------------
+# -- servers: the suite's one harness (tests/server_harness.py) ---------------------------------
 
-
-@dataclass
-class LiveServer:
-    """uvicorn in a background thread, over a real loopback socket (as the integration tests)."""
-
-    config: ServerConfig
-    server: ProvisionServer
-    thread: threading.Thread
-    app: Any
-
-    @property
-    def url(self) -> str:
-        return self.server.base_url
-
-    @property
-    def ws_url(self) -> str:
-        return self.url.replace("http", "ws", 1) + "/v1/temp_websocket"
-
-    @property
-    def services(self) -> Services:
-        svc: Services = self.app.state.services
-        return svc
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(STOP_TIMEOUT_S)
-        assert not self.thread.is_alive(), "the server did not stop in time"
+LiveServer = harness.InProcessServer
+ServerProcess = harness.ServerProcess
+free_port = harness.free_port
+wait_for = harness.wait_for
+clean_env = harness.clean_env
+Pki = harness.Pki
+make_pki = harness.make_pki
 
 
 def start_live_server(*, limiter: Any = None, **fields: Any) -> LiveServer:
-    defaults: dict[str, Any] = {
-        "host": "127.0.0.1",
-        "port": 0,
-        "test_registration_code": TEST_CODE,
-        "log_level": "warning",
-    }
-    defaults.update(fields)
-    config = ServerConfig(**defaults)
-    app = create_app(config, limiter=limiter)
-    srv = ProvisionServer(uvicorn_config(app, config), config)
-    thread = threading.Thread(target=srv.run, name="hardening-server", daemon=True)
-    thread.start()
-    if not srv.started_event.wait(START_TIMEOUT_S):
-        srv.should_exit = True
-        thread.join(STOP_TIMEOUT_S)
-        raise RuntimeError("the test server did not start")
-    return LiveServer(config, srv, thread, app)
-
-
-# -- a real `provision server` process ------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_for(predicate: Any, timeout: float, what: str) -> Any:
-    """Poll another process's observable state until ``predicate`` is truthy, or fail."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(POLL_S)
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PROVISION_", "FAULT_"))}
-    env.update(NO_COLOR="1", PYTHONIOENCODING="utf-8", PYTHONUNBUFFERED="1")
-    env.update(extra)
-    return env
-
-
-@dataclass
-class ServerProcess:
-    """``provision server`` as its own process, on a database that outlives it."""
-
-    workdir: Path
-    db: Path
-    port: int
-    args: tuple[str, ...]
-    proc: subprocess.Popen[bytes] | None = None
-    url: str = ""
-    logs: list[Path] = field(default_factory=list)
-
-    def start(self) -> ServerProcess:
-        assert self.proc is None or self.proc.poll() is not None, "already running"
-        port_file = self.workdir / "server.url"
-        port_file.unlink(missing_ok=True)
-        log_path = self.workdir / f"server-{len(self.logs)}.log"
-        self.logs.append(log_path)
-        args = [
-            sys.executable, "-m", "textsecure_provision", "server",
-            "--host", "127.0.0.1", "--port", str(self.port), "--port-file", str(port_file),
-            "--db", f"sqlite:///{self.db}", *self.args,
-        ]  # fmt: skip
-        with log_path.open("wb") as log:
-            self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=clean_env())
-        proc = self.proc
-
-        def ready() -> str | None:
-            if proc.poll() is not None:
-                raise AssertionError("provision server exited:\n" + log_path.read_text())
-            text = port_file.read_text() if port_file.exists() else ""
-            return text.strip() if text.endswith("\n") else None
-
-        try:
-            self.url = wait_for(ready, START_TIMEOUT_S, "the server's port file")
-        except BaseException:
-            self.kill9()
-            raise
-        return self
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    def kill9(self) -> None:
-        """SIGKILL: no shutdown handler runs, nothing is flushed beyond what was committed."""
-        if self.proc is not None and self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=STOP_TIMEOUT_S)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                self.kill9()
-
-    def log(self) -> str:
-        return "".join(p.read_text(errors="replace") for p in self.logs if p.exists())
-
-    def rss_kib(self) -> int:
-        """The process's resident set size (Linux /proc)."""
-        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-        raise AssertionError("no VmRSS")
+    config = harness.server_config(**{"test_registration_code": TEST_CODE, **fields})
+    return harness.start_in_process(config, limiter=limiter)
 
 
 def make_server_process(
@@ -351,90 +209,3 @@ def keys_body(identity: KeyPair, prekeys: int = 3) -> dict[str, Any]:
         ],
         "lastResortKey": {"keyId": 0xFFFFFF, "publicKey": b64(KeyPair.generate().public.serialize())},
     }
-
-
-# -- certificates ----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Pki:
-    ca: Path
-    cert: Path
-    key: Path
-
-
-def make_pki(
-    folder: Path,
-    *,
-    san_ips: tuple[str, ...] = ("127.0.0.1",),
-    san_dns: tuple[str, ...] = (),
-    valid_days: float = 1.0,
-    not_before_days: float = -0.01,
-) -> Pki:
-    """A throw-away CA and a server certificate signed by it (PEM files in ``folder``)."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-
-    folder.mkdir(parents=True, exist_ok=True)
-    now = datetime.datetime.now(datetime.timezone.utc)
-
-    def name(cn: str) -> x509.Name:
-        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = name(f"hardening test CA {secrets.token_hex(4)}")
-    ca = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)  # self-signed
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=30))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    key = ec.generate_private_key(ec.SECP256R1())
-    alt: list[x509.GeneralName] = [x509.IPAddress(ipaddress.ip_address(ip)) for ip in san_ips]
-    alt += [x509.DNSName(d) for d in san_dns]
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name(san_dns[0] if san_dns else san_ips[0]))
-        .issuer_name(ca.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now + datetime.timedelta(days=not_before_days))
-        .not_valid_after(now + datetime.timedelta(days=valid_days))
-        .add_extension(x509.SubjectAlternativeName(alt), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
-        )
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    pki = Pki(folder / "ca.pem", folder / "cert.pem", folder / "key.pem")
-    pki.ca.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    pki.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    pki.key.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    return pki

@@ -21,7 +21,10 @@ import uvicorn
 from hypothesis import example, given
 from hypothesis import strategies as st
 
+from textsecure_provision.crypto.keys import KeyPair
 from textsecure_provision.errors import ProvisionError
+from textsecure_provision.protocol.bodies import KeyBundles, OutgoingMessage
+from textsecure_provision.protocol.prekeys import build_keys_upload, generate_signed_prekey
 from textsecure_provision.transport.api import ApiClient, Credentials, DeviceInfo
 from textsecure_provision.transport.channel import TempChannel
 
@@ -150,6 +153,7 @@ def behaviours(draw: st.DrawFn) -> Behaviour:
     return Behaviour(status=status, headers=headers, body=b"" if status == 204 else draw(bodies))
 
 
+KEYS = build_keys_upload(KeyPair.generate().public, generate_signed_prekey(KeyPair.generate(), 1), [])
 CALLS = [
     ("request_registration_code", ("+15550001111",), None),
     ("register_account", ("123456",), {"registration_id": 5}),
@@ -157,10 +161,10 @@ CALLS = [
     ("register_device", ("123456789",), {"registration_id": 5}),
     ("fetch_devices", (), None),
     ("remove_device", (2,), None),
-    ("upload_keys", ({"identityKey": "x"},), None),
+    ("upload_keys", (KEYS,), None),
     ("fetch_prekey_count", (), None),
     ("fetch_keys", ("+15550001111",), None),
-    ("send_messages", ("+15550001111", [{"type": 1}]), None),
+    ("send_messages", ("+15550001111", [OutgoingMessage(1, 1, b"x")]), None),
     ("send_to_channel", ("0b7e7a3c-6f1e-4c1d-9a57-3f1f2d5c9e10", b"init"), None),
     ("fetch_messages", (), None),
     ("ack_message", ("0b7e7a3c-6f1e-4c1d-9a57-3f1f2d5c9e10",), None),
@@ -181,7 +185,7 @@ def check_result(name: str, result: Any) -> None:
     elif name == "fetch_prekey_count":
         assert isinstance(result, int) and result >= 0
     elif name == "fetch_keys":
-        assert isinstance(result, dict)
+        assert isinstance(result, KeyBundles) and result.devices
     elif name == "fetch_messages":
         messages, more = result
         assert isinstance(messages, list) and isinstance(more, bool)

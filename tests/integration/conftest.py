@@ -18,8 +18,6 @@ import asyncio
 import itertools
 import os
 import re
-import threading
-import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
@@ -28,98 +26,28 @@ from typing import Any
 
 import httpx
 import pytest
+import server_harness as harness  # tests/, on sys.path (tests/conftest.py)
 
-from textsecure_provision.server.app import create_app
 from textsecure_provision.server.config import RateLimits, ServerConfig
-from textsecure_provision.server.runner import ProvisionServer, uvicorn_config
-from textsecure_provision.server.services import Services
 
 from . import services as ext
 from .helpers import TEST_CODE
 
-START_TIMEOUT_S = 10.0
-STOP_TIMEOUT_S = 10.0
-
-
-class Clock:
-    """Wall-clock milliseconds plus an offset the test can move forward."""
-
-    def __init__(self) -> None:
-        self.offset_ms = 0
-
-    def __call__(self) -> int:
-        return int(time.time() * 1000) + self.offset_ms
-
-    def advance(self, seconds: float) -> None:
-        self.offset_ms += int(seconds * 1000)
-
-
-@dataclass
-class RunningServer:
-    config: ServerConfig
-    server: ProvisionServer
-    thread: threading.Thread
-    clock: Clock
-    app: Any
-    stopped: bool = field(default=False)
-
-    @property
-    def url(self) -> str:
-        return self.server.base_url
-
-    @property
-    def ws_url(self) -> str:
-        return self.url.replace("http://", "ws://", 1) + "/v1/temp_websocket"
-
-    @property
-    def services(self) -> Services:
-        svc: Services = self.app.state.services
-        return svc
-
-    def parked_long_polls(self) -> int:
-        """Long-polls waiting in this server's fan-out (tests wait on this, not on sleeps)."""
-        fanout: Any = self.services.fanout
-        if hasattr(fanout, "local_waiters"):
-            return int(fanout.local_waiters())
-        return sum(len(w) for w in fanout._waiters.values())
-
-    def request_stop(self) -> None:
-        """Ask the server to stop and return at once (uvicorn notices within ~0.1 s)."""
-        self.stopped = True
-        self.server.should_exit = True
-        _stopping.append(self)
-
-    def stop(self) -> None:
-        """Stop and wait until the server has closed its database."""
-        self.request_stop()
-        self.thread.join(STOP_TIMEOUT_S)
-        assert not self.thread.is_alive(), "the server did not stop in time"
-
-
-_stopping: list[RunningServer] = []
+START_TIMEOUT_S = harness.START_TIMEOUT_S
+STOP_TIMEOUT_S = harness.STOP_TIMEOUT_S
+Clock = harness.Clock
+RunningServer = harness.InProcessServer  # the one in-process server of tests/server_harness.py
 
 
 @pytest.fixture(scope="session", autouse=True)
 def _join_stopped_servers() -> Iterator[None]:
     """Servers stop in the background while later tests run; all are joined at the end."""
     yield
-    for running in _stopping:
-        running.thread.join(STOP_TIMEOUT_S)
-    assert not any(r.thread.is_alive() for r in _stopping), "a test server did not stop"
+    harness.join_stopped()
 
 
 def start_server(config: ServerConfig, **create_kwargs: Any) -> RunningServer:
-    clock = create_kwargs.pop("clock_ms", None) or Clock()
-    app = create_app(config, clock_ms=clock, **create_kwargs)
-    srv = ProvisionServer(uvicorn_config(app, config), config)
-    thread = threading.Thread(target=srv.run, name="relay-server", daemon=True)
-    thread.start()
-    # Wait on the server's own "listening" event, not on a sleep.
-    if not srv.started_event.wait(START_TIMEOUT_S):
-        srv.should_exit = True
-        thread.join(STOP_TIMEOUT_S)
-        raise RuntimeError("the test server did not start")
-    return RunningServer(config, srv, thread, clock, app)
+    return harness.start_in_process(config, **create_kwargs)
 
 
 BACKENDS = [
@@ -188,8 +116,7 @@ def shared_services() -> Iterator[SharedServices]:
         redis_prefix=f"provision-it-{tag}:",
     )
     yield shared
-    for running in _stopping:  # servers still stopping hold connections to the database
-        running.thread.join(STOP_TIMEOUT_S)
+    harness.join_stopped()  # servers still stopping hold connections to the database
     asyncio.run(_drop_session_data(shared))
 
 

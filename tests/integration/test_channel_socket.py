@@ -4,9 +4,9 @@ and the PUT fast path (server/fastpath.py).
 test_channels.py checks the channel contract (§4.1) through a real websocket
 client; these tests speak raw RFC 6455 to check what a well-behaved client
 never shows: refused handshakes, broken framing, control frames, the closing
-handshake in both directions, and that other websocket paths still reach the
-ASGI app. One module also runs the ASGI fallback (routes/channels.serve_channel
-under uvicorn's own websocket protocol) through the same contract.
+handshake in both directions, the exact bytes of §4.1, and that every spelling
+of the path reaches the one implementation (there is no ASGI fallback).
+tests/hardening/test_hostile_sockets.py has the budgets.
 """
 
 from __future__ import annotations
@@ -17,10 +17,8 @@ import hashlib
 import json
 import os
 import struct
-import threading
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator, Callable
 
 import httpx
 import pytest
@@ -28,18 +26,10 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from textsecure_provision.server import channel_socket
-from textsecure_provision.server.app import create_app
-from textsecure_provision.server.channel_socket import (
-    accept_key,
-    new_channel_id,
-    text_frame,
-    valid_close_code,
-)
-from textsecure_provision.server.config import ServerConfig
-from textsecure_provision.server.runner import ProvisionServer, uvicorn_config
+from textsecure_provision.server.channel_socket import accept_key, new_channel_id
 
 from .conftest import RunningServer
-from .helpers import TEST_CODE, Device, b64, register
+from .helpers import Device, b64, register
 
 WAIT_S = 5.0
 KEY = base64.b64encode(b"0123456789abcdef").decode()
@@ -190,21 +180,6 @@ def test_child_process_does_not_reuse_the_parents_random_bytes() -> None:
     assert child_id != new_channel_id()
 
 
-@pytest.mark.parametrize("size", [0, 125, 126, 65535, 65536])
-def test_text_frame_length_forms(size: int) -> None:
-    data = text_frame("x" * size)
-    assert data[0] == 0x81
-    head = 2 if size < 126 else 4 if size < 65536 else 10
-    assert len(data) == head + size
-
-
-def test_close_codes_a_client_may_send() -> None:
-    for ok in (1000, 1001, 1008, 1011, 3000, 4999):
-        assert valid_close_code(ok)
-    for bad in (0, 999, 1004, 1005, 1006, 1015, 2000, 5000):
-        assert not valid_close_code(bad)
-
-
 # -- the opening handshake --------------------------------------------------------------------------
 
 
@@ -250,13 +225,49 @@ async def test_upgrade_with_a_query_string_still_opens_a_channel(server: Running
         conn.close()
 
 
-async def test_other_websocket_paths_reach_the_asgi_app(server: RunningServer) -> None:
-    # No other websocket route exists: Starlette refuses it (403), through uvicorn's protocol.
+async def test_other_websocket_paths_are_404(server: RunningServer) -> None:
+    # The channel is the only websocket endpoint: any other path is refused before the 101.
     url = server.url.replace("http://", "ws://") + "/v1/not_a_channel"
     with pytest.raises(InvalidStatus) as info:
         await connect(url, open_timeout=WAIT_S)
-    assert info.value.response.status_code == 403
+    assert info.value.response.status_code == 404
+    assert json.loads(info.value.response.body)["code"] == 404
     assert server.services.metrics.internal_errors == 0
+
+
+@pytest.mark.parametrize("path", ["/v1/temp%5Fwebsocket", "/v1/temp%5fwebsocket?x=1", "/%761/temp_websocket"])
+async def test_every_spelling_of_the_path_reaches_the_one_implementation(
+    server: RunningServer, client: httpx.AsyncClient, path: str
+) -> None:
+    master = await register(client)
+    conn = await Raw.open(server)
+    try:
+        status, _ = await conn.request(*UPGRADE, path=path)
+        assert status == 101
+        _, payload = await conn.frame()
+        channel = json.loads(payload)["uuid"]
+        assert server.services.metrics.open_channels == 1  # counted by channel_socket.py
+        assert (await put(client, master, channel)).status_code == 200
+        assert (await conn.frame())[0] == 0x1
+        assert await conn.close_code() == 1000
+    finally:
+        conn.close()
+
+
+async def test_wire_bytes_of_section_4_1(
+    server: RunningServer, client: httpx.AsyncClient, raw: Raw
+) -> None:
+    """The exact frames: unmasked final text frames, then close 1000 with no reason."""
+    master = await register(client)
+    status, _ = await raw.request(*UPGRADE)
+    assert status == 101
+    first = await asyncio.wait_for(raw.reader.readexactly(2 + 47), WAIT_S)
+    channel = json.loads(first[2:])["uuid"]
+    assert first == b"\x81\x2f" + f'{{"uuid":"{channel}"}}'.encode()
+    assert (await put(client, master, channel)).status_code == 200
+    body = json.dumps({"message": b64(b"device-init")}, separators=(",", ":")).encode()
+    expected = bytes((0x81, len(body))) + body + b"\x88\x02\x03\xe8"
+    assert await asyncio.wait_for(raw.reader.readexactly(len(expected)), WAIT_S) == expected
 
 
 # -- frames from the client --------------------------------------------------------------------------
@@ -293,7 +304,7 @@ async def test_ping_split_across_packets(
         (frame(0x1, b"hello"), 1008),
         (frame(0x2, b"\x00\x01"), 1008),
         (frame(0x1, b"part", fin=False), 1008),  # a fragment is data too
-        (frame(0x0, b"cont"), 1008),
+        (frame(0x0, b"cont"), 1002),  # a continuation of nothing is broken framing (§5.4)
         (frame(0x1, b"x" * 5000), 1009),  # over 4 KiB
         (frame(0x2, b"", length=10_000_000), 1009),  # declared only: the payload never comes
     ],
@@ -321,9 +332,10 @@ async def test_client_data_closes_the_channel(
         frame(0x9, b"x" * 126),  # control frames are ≤ 125 bytes
         frame(0x9, b"x", fin=False),  # and never fragmented
         frame(0x8, b"\x03"),  # a close payload of one byte
-        frame(0x8, (1005).to_bytes(2, "big")),  # a code no endpoint may send
+        *(frame(0x8, c.to_bytes(2, "big")) for c in (1005, 999, 1004, 1006, 1015, 2000, 5000)),
     ],
-    ids=["unmasked", "rsv", "opcode", "long-ping", "fragmented-ping", "close-1-byte", "code-1005"],
+    ids=["unmasked", "rsv", "opcode", "long-ping", "fragmented-ping", "close-1-byte",
+         "code-1005", "code-999", "code-1004", "code-1006", "code-1015", "code-2000", "code-5000"],
 )
 async def test_broken_framing_is_1002(
     server: RunningServer, client: httpx.AsyncClient, raw: Raw, data: bytes
@@ -343,14 +355,18 @@ async def test_close_reason_that_is_not_utf8_is_1007(raw: Raw) -> None:
     assert await raw.close_code() == 1007
 
 
-@pytest.mark.parametrize("payload", [b"", (4000).to_bytes(2, "big") + b"bye"])
+@pytest.mark.parametrize(
+    "payload",
+    [b"", (4000).to_bytes(2, "big") + b"bye", *(c.to_bytes(2, "big") for c in (1001, 1011, 3000, 4999))],
+)
 async def test_client_close_is_answered_and_the_channel_is_gone(
     server: RunningServer, client: httpx.AsyncClient, raw: Raw, payload: bytes
 ) -> None:
     master = await register(client)
     channel = await raw.upgrade()
     raw.send(frame(0x8, payload))
-    assert await raw.close_code() == (4000 if payload else 1000)  # its code, echoed
+    opcode, echoed = await raw.frame()
+    assert opcode == 0x8 and echoed == payload  # its close, echoed
     assert await raw.eof()
     assert (await put(client, master, channel)).status_code == 404
 
@@ -435,45 +451,7 @@ async def test_fast_path_leaves_other_message_routes_to_the_router(
     assert r.status_code == 405
 
 
-# -- the ASGI fallback (other servers than uvicorn with our factory) ------------------------------------
-
-
-@pytest.fixture(scope="module")
-def asgi_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    folder: Path = tmp_path_factory.mktemp("asgi")
-    config = ServerConfig(
-        host="127.0.0.1", port=0, db_url=f"sqlite:///{folder / 'relay.sqlite3'}",
-        test_registration_code=TEST_CODE, log_level="warning", channel_ttl_s=1.0,
-    )  # fmt: skip
-    app = create_app(config)
-    srv = ProvisionServer(uvicorn_config(app, config, ws="websockets-sansio"), config)
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    assert srv.started_event.wait(10)
-    yield srv.base_url
-    srv.should_exit = True
-    thread.join(10)
-
-
-async def test_asgi_fallback_serves_the_same_contract(asgi_server: str) -> None:
-    ws_url = asgi_server.replace("http://", "ws://") + "/v1/temp_websocket"
-    async with httpx.AsyncClient(base_url=asgi_server) as client:
-        master = await register(client)
-        ws = await connect(ws_url, open_timeout=WAIT_S)
-        channel = json.loads(await asyncio.wait_for(ws.recv(), WAIT_S))["uuid"]
-        assert (await put(client, master, channel)).status_code == 200
-        assert json.loads(await asyncio.wait_for(ws.recv(), WAIT_S)) == {
-            "message": b64(b"device-init")
-        }
-        with pytest.raises(ConnectionClosed) as info:
-            await asyncio.wait_for(ws.recv(), WAIT_S)
-        assert info.value.rcvd is not None and info.value.rcvd.code == 1000
-        assert (await put(client, master, channel)).status_code == 404
-        ws = await connect(ws_url, open_timeout=WAIT_S)
-        await ws.recv()
-        with pytest.raises(ConnectionClosed) as info:
-            await asyncio.wait_for(ws.recv(), WAIT_S)  # channel_ttl_s=1.0
-        assert info.value.rcvd is not None and info.value.rcvd.code == 1001
+# -- behind a proxy ---------------------------------------------------------------------------------
 
 
 async def test_rate_limit_counts_the_forwarded_address_behind_a_trusted_proxy(
@@ -499,7 +477,7 @@ async def test_rate_limit_counts_the_forwarded_address_behind_a_trusted_proxy(
     assert statuses == [101, 101, 429]
 
 
-# -- the first-request sniffer (ChannelHttpFactory) ------------------------------------------------
+# -- the first-request head (ChannelHttpFactory) ------------------------------------------------
 
 
 async def test_upgrade_sent_a_byte_at_a_time_still_opens_a_channel(raw: Raw) -> None:
@@ -514,8 +492,8 @@ async def test_upgrade_sent_a_byte_at_a_time_still_opens_a_channel(raw: Raw) -> 
 
 
 async def test_channel_upgrade_after_a_request_on_a_keep_alive_connection(raw: Raw) -> None:
-    # The first request is plain HTTP, so uvicorn owns the connection; its upgrade handler
-    # (ChannelSocketFactory) still serves the channel.
+    # The first request is plain HTTP, so uvicorn owns the connection; the adapter
+    # (uvicorn_adapter.py) gives the upgrade back to channel_socket.py.
     status, headers = await raw.request(method="GET", path="/health")
     assert status == 200
     await raw.body(headers)

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import datetime
-import ipaddress
 import json
 import os
 import signal
@@ -17,6 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from server_harness import make_pki  # tests/, on sys.path (tests/conftest.py)
 
 START_TIMEOUT_S = 20.0
 
@@ -219,52 +218,15 @@ def test_cli_module_imports_nothing_heavy() -> None:
     assert out.stdout.strip() == "[]"
 
 
-def _self_signed(folder: Path) -> tuple[Path, Path]:
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_path, key_path
-
-
 def test_tls(tmp_path: Path, spawn: Spawn) -> None:
-    cert, key = _self_signed(tmp_path)
+    pki = make_pki(tmp_path / "pki")
     proc = spawn(
         "--port", "0", "--port-file", str(tmp_path / "url0"), "--db", str(tmp_path / "t.db"),
-        "--tls-cert", str(cert), "--tls-key", str(key),
+        "--tls-cert", str(pki.cert), "--tls-key", str(pki.key),
     )  # fmt: skip
     url = proc.wait_url()
     assert url.startswith("https://127.0.0.1:")
-    ctx = ssl.create_default_context(cafile=str(cert))
+    ctx = ssl.create_default_context(cafile=str(pki.ca))
     r = httpx.get(f"{url}/health", verify=ctx, timeout=5)
     assert r.status_code == 200
     with pytest.raises(httpx.ConnectError):  # an unpinned client refuses the certificate

@@ -244,8 +244,12 @@ async def test_another_account_cannot_unlink(client: httpx.AsyncClient) -> None:
 # -- brute force ----------------------------------------------------------------------------
 
 
-async def test_wrong_codes_are_cut_off_before_20_guesses(client: httpx.AsyncClient) -> None:
-    """Default limits: a guesser is refused (429) well before 20 guesses at one number."""
+async def test_wrong_codes_are_cut_off_at_the_rules_count(
+    server: RunningServer, client: httpx.AsyncClient
+) -> None:
+    """Default limits: a guesser gets exactly the per-number budget of wrong codes, then 429."""
+    rule = server.services.config.rate_limits.code_guess_number
+    assert rule is not None and rule.count < 20  # the default rule: 20 guesses cross it
     master = await register(client)
     code = await provisioning_code(client, master)
     statuses = []
@@ -254,7 +258,7 @@ async def test_wrong_codes_are_cut_off_before_20_guesses(client: httpx.AsyncClie
         statuses.append((await put_code(client, master.number, wrong)).status_code)
     assert 429 in statuses
     first_refusal = statuses.index(429)
-    assert first_refusal < 20
+    assert first_refusal == rule.count
     assert set(statuses[:first_refusal]) == {403}
     assert set(statuses[first_refusal:]) == {429}
     # Cut off for this number: even the right code waits (the guesser cannot slip it in).

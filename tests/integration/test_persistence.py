@@ -109,10 +109,13 @@ async def test_long_poll_answers_promptly_when_the_server_stops(
         poll = asyncio.create_task(
             client.get("/v1/messages/", params={"wait": "50"}, auth=bob.auth)
         )
-        for _ in range(500):
-            if server.parked_long_polls():
-                break
+        # The stop must meet a parked long-poll, or the test would prove nothing.
+        deadline = time.monotonic() + 5
+        while not server.parked_long_polls():
+            assert time.monotonic() < deadline, "the long-poll never parked"
+            assert not poll.done(), f"the long-poll returned before parking: {poll.result()}"
             await asyncio.sleep(0.01)
+        assert server.parked_long_polls() == 1
         started = time.monotonic()
         await asyncio.to_thread(server.stop)
         r = await asyncio.wait_for(poll, 10)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from typing import Any
 
 import pytest
@@ -104,14 +106,32 @@ def test_open_vector_device_init(
     assert opened.payload.identity_key_pair.public == keys["identity"].public
 
 
-def test_confirmation_code_agrees(
+CONFIRMATION_KNOWN_ANSWER = "252 517"
+"""Computed once from the vector's secret and keys with ``hmac``/``hashlib`` alone (below), not
+with the project's code: HKDF-SHA256(ikm=secret, salt=E_m.pub33 || E_s.pub33,
+info="WhisperDeviceInitVerify", L=4) = 472ed8e5, as a big-endian integer mod 10^6 (§5)."""
+
+
+def _confirmation_by_hand(secret: bytes, salt: bytes) -> str:
+    prk = hmac.new(salt, secret, hashlib.sha256).digest()  # HKDF-Extract
+    okm = hmac.new(prk, b"WhisperDeviceInitVerify" + b"\x01", hashlib.sha256).digest()[:4]
+    digits = f"{int.from_bytes(okm, 'big') % 10**6:06d}"
+    return f"{digits[:3]} {digits[3:]}"
+
+
+def test_confirmation_code_known_answer(
     device_init_vector: dict[str, Any], keys: dict[str, KeyPair]
 ) -> None:
     secret = h(device_init_vector, "ecdh_shared_secret")
+    salt = h(device_init_vector, "master_ephemeral_public33") + h(
+        device_init_vector, "secondary_ephemeral_public33"
+    )
+    assert _confirmation_by_hand(secret, salt) == CONFIRMATION_KNOWN_ANSWER
     code = envelope.confirmation_code(secret, keys["master"].public, keys["secondary"].public)
+    assert code == CONFIRMATION_KNOWN_ANSWER
+    # Both ends derive it: the secondary from its own key and the DeviceInit.
     opened = open_device_init(h(device_init_vector, "device_init"), keys["secondary"])
-    assert code == opened.confirmation
-    assert len(code) == 7 and code[3] == " " and code.replace(" ", "").isdigit()
+    assert opened.confirmation == CONFIRMATION_KNOWN_ANSWER
 
 
 def test_link_string(device_init_vector: dict[str, Any], keys: dict[str, KeyPair]) -> None:

@@ -13,7 +13,13 @@ from hypothesis import strategies as st
 
 from textsecure_provision.crypto import signing
 from textsecure_provision.crypto.keys import KeyPair
-from textsecure_provision.errors import MessageFormatError, ProvisionError, SessionError
+from textsecure_provision.errors import (
+    DuplicateMessageError,
+    MessageFormatError,
+    MessageTooFarError,
+    ProvisionError,
+    SessionError,
+)
 from textsecure_provision.proto import whisper_pb2
 from textsecure_provision.protocol.session import (
     MAX_FORWARD_JUMP,
@@ -194,7 +200,7 @@ def test_beyond_the_bound_is_refused_and_changes_nothing() -> None:
     decrypt_message(a, encrypt(b, b"ack").body, rng=rng)
     bodies = [encrypt(a, b"%d" % i).body for i in range(MAX_FORWARD_JUMP + 2)]
     before = snapshot(b)
-    with pytest.raises(SessionError, match="ahead"):
+    with pytest.raises(MessageTooFarError, match="ahead"):
         decrypt_message(b, bodies[MAX_FORWARD_JUMP + 1], rng=rng)
     assert snapshot(b) == before
     assert decrypt_message(b, bodies[0], rng=rng) == b"0"
@@ -207,7 +213,7 @@ def test_skipped_keys_are_bounded_oldest_dropped_first() -> None:
     decrypt_message(b, bodies[MAX_SKIPPED_KEYS], rng=rng)  # stores keys 0..1999
     decrypt_message(b, bodies[MAX_SKIPPED_KEYS + 10], rng=rng)  # 9 more: 0..8 dropped
     assert sum(len(c.skipped) for c in b.state.receiver_chains) == MAX_SKIPPED_KEYS
-    with pytest.raises(SessionError):
+    with pytest.raises(DuplicateMessageError):  # its key was dropped: refused as a duplicate
         decrypt_message(b, bodies[0], rng=rng)
     assert decrypt_message(b, bodies[9], rng=rng) == b"9"
 
@@ -227,7 +233,7 @@ def test_duplicates_are_refused() -> None:
         decrypt_message(b, body, rng=rng)
     for body in bodies:  # in order and skipped-then-used alike
         before = snapshot(b)
-        with pytest.raises(SessionError, match="already received"):
+        with pytest.raises(DuplicateMessageError, match="already received"):
             decrypt_message(b, body, rng=rng)
         assert snapshot(b) == before
 

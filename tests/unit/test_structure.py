@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import importlib.util
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -67,18 +68,36 @@ def test_help_imports_nothing_heavy() -> None:
     assert loaded == "[]", f"`provision --help` imported heavy modules: {loaded}"
 
 
-# Which rooms each room may import (STYLE.md): cli → flows → transport/store/qr → protocol → crypto → errors
+def test_ack_path_imports_no_pydantic() -> None:
+    """The master's acknowledgement wait loads the session layer: it must stay light (15.3)."""
+    code = (
+        "import sys\n"
+        "import textsecure_provision.flows.acknowledge\n"
+        "import textsecure_provision.flows.receive\n"
+        "print(sorted(m for m in ('pydantic', 'doubleratchet') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+# Which rooms each room may import (STYLE.md): cli → flows → transport/store/qr → protocol → crypto → errors;
+# atomic_write and clock (like errors) import nothing of ours and serve the rooms at the edges.
 ALLOWED = {
     "errors": set(),
+    "atomic_write": set(),
+    "clock": set(),
     "crypto": {"errors", "crypto"},
     "proto": {"proto"},
     "protocol": {"errors", "crypto", "proto", "protocol"},
-    "qr": {"errors", "crypto", "protocol", "qr"},
-    "transport": {"errors", "crypto", "protocol", "transport"},
-    "store": {"errors", "crypto", "protocol", "store"},
-    "flows": {"errors", "crypto", "protocol", "transport", "store", "qr", "flows"},
-    "server": {"errors", "crypto", "protocol", "server"},
-    "cli": {"errors", "cli", "flows", "qr", "protocol", "crypto", "store", "transport", "server"},
+    "qr": {"errors", "crypto", "protocol", "qr", "atomic_write"},
+    "transport": {"errors", "crypto", "protocol", "transport", "clock"},
+    "store": {"errors", "crypto", "protocol", "store", "atomic_write", "clock"},
+    "flows": {"errors", "crypto", "protocol", "transport", "store", "qr", "flows", "clock"},
+    "server": {"errors", "crypto", "protocol", "server", "atomic_write", "clock"},
+    "cli": {
+        "errors", "cli", "flows", "qr", "protocol", "crypto", "store", "transport", "server",
+        "atomic_write", "clock",
+    },
 }
 
 
@@ -154,4 +173,44 @@ def test_core_does_no_io() -> None:
                     continue
                 if hit:
                     offenders.append(f"{path.relative_to(ROOT)}: {sorted(hit)}")
+    assert not offenders, offenders
+
+
+def test_every_ui_is_a_whole_ui() -> None:
+    """Flows call every ``Ui`` method directly (no getattr): each implementation has them all."""
+    from textsecure_provision.cli.output import Output
+    from textsecure_provision.cli.ui import CliUi
+    from textsecure_provision.flows.ui import RecordingUi, Ui
+
+    assert isinstance(RecordingUi(), Ui)
+    assert isinstance(CliUi(Output(False, False, 0)), Ui)
+    flows = PKG / "flows"
+    assert not [p.name for p in flows.glob("*.py") if "getattr(ui" in p.read_text()]
+
+
+def test_flows_import_no_circle() -> None:
+    """A callback type lives with its caller: no flow module imports one that imports it back."""
+    graph: dict[str, set[str]] = {}
+    for path in (PKG / "flows").glob("*.py"):
+        deps: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(
+                "textsecure_provision.flows."
+            ):
+                deps.add(node.module.rsplit(".", 1)[1])  # type: ignore[union-attr]
+        graph[path.stem] = deps
+    circles = sorted((a, b) for a, deps in graph.items() for b in deps if a in graph.get(b, ()))
+    assert not circles, circles
+
+
+def test_unit_tests_start_no_server() -> None:
+    """Server-backed tests live in tests/integration (or hardening, e2e), not in tests/unit."""
+    # The project's server, that is: a scripted loopback peer (asyncio, websockets) is a unit's.
+    starts = re.compile(r"create_app\(|import uvicorn|ProvisionServer\(|"
+                        r"(?<!asyncio\.)start_server\(|LiveServer\(|running_server\(")
+    offenders = [
+        p.name
+        for p in (ROOT / "tests" / "unit").glob("*.py")
+        if p.name != "test_structure.py" and starts.search(p.read_text())
+    ]
     assert not offenders, offenders

@@ -21,6 +21,8 @@ from websockets.datastructures import Headers
 from websockets.http11 import Response
 
 from textsecure_provision import errors as E
+from textsecure_provision.crypto.keys import KeyPair
+from textsecure_provision.protocol.prekeys import build_keys_upload, generate_signed_prekey
 from textsecure_provision.transport.api import ApiClient, Credentials, DeviceInfo
 from textsecure_provision.transport.channel import TempChannel, channel_url
 
@@ -50,6 +52,9 @@ def answer(status: int, body: Any = None, headers: dict[str, str] | None = None)
     return handler, seen
 
 
+KEYS = build_keys_upload(
+    KeyPair.generate().public, generate_signed_prekey(KeyPair.generate(), 1), []
+)
 CALLS: dict[str, Callable[[ApiClient], Awaitable[Any]]] = {
     "sms": lambda api: api.request_registration_code(NUMBER),
     "register_account": lambda api: api.register_account("123456", registration_id=5),
@@ -57,7 +62,7 @@ CALLS: dict[str, Callable[[ApiClient], Awaitable[Any]]] = {
     "register_device": lambda api: api.register_device("123456789", registration_id=5),
     "devices": lambda api: api.fetch_devices(),
     "remove": lambda api: api.remove_device(3),
-    "keys": lambda api: api.upload_keys({"identityKey": "x"}),
+    "keys": lambda api: api.upload_keys(KEYS),
     "channel": lambda api: api.send_to_channel(UUID, b"device-init"),
     "send": lambda api: api.send_messages(NUMBER, []),
 }

@@ -8,7 +8,7 @@ import click
 
 from textsecure_provision.cli.context import Settings
 from textsecure_provision.cli.default_group import DefaultGroup
-from textsecure_provision.cli.options import flow_config, local_globals
+from textsecure_provision.cli.options import flow_config, local_globals, qr_decoder_option
 
 MAX_STDIN_LINK = 4096  # a link is ~200 characters; refuse to slurp anything big
 # `secondary --qr-out` rewrites its image at least once per channel lifetime (§4.1, 120 s)
@@ -54,6 +54,7 @@ def master() -> None:
     help="Wait this long for the new device to confirm the link (exit 3 if it does not); "
     "0: do not wait.",
 )
+@qr_decoder_option
 @local_globals
 def scan(
     settings: Settings,
@@ -61,6 +62,7 @@ def scan(
     wait_s: float,
     link_text: str | None,
     ack_timeout: float,
+    qr_decoder: str,
 ) -> None:
     """Link the new device whose QR code is in IMAGE, or whose link is given or on stdin.
 
@@ -80,8 +82,10 @@ def scan(
     if wait_s and not qr_image:
         raise click.UsageError("--wait needs --qr IMAGE")
     try:
-        if qr_image:
-            text = _wait_for_image(qr_image, wait_s) if wait_s else _scan(qr_image)
+        if qr_image and wait_s:
+            text = _wait_for_image(qr_image, wait_s, qr_decoder)
+        elif qr_image:
+            text = _scan(qr_image, qr_decoder)
         elif link_text:
             text = link_text
         else:
@@ -98,13 +102,13 @@ def scan(
     ui.run(link_master(config, ui, text, on_sent=on_sent), interrupted=NOTHING_SENT)
 
 
-def _scan(path: str) -> str:
+def _scan(path: str, decoder: str) -> str:
     from textsecure_provision.qr.scan import scan_text
 
-    return scan_text(path)
+    return scan_text(path, decoder=decoder)
 
 
-def _wait_for_image(path: str, wait_s: float) -> str:
+def _wait_for_image(path: str, wait_s: float, decoder: str) -> str:
     """The link in the first fresh, readable image at ``path`` within ``wait_s`` seconds.
 
     "Fresh": written less than ``STALE_IMAGE_S`` ago, so a leftover of an earlier run (whose
@@ -124,7 +128,7 @@ def _wait_for_image(path: str, wait_s: float) -> str:
             fresh = False
         if fresh:
             try:
-                return _scan(path)
+                return _scan(path, decoder)
             except ProvisionError as exc:  # e.g. not an image (yet): keep waiting
                 last_error = exc
         if time.monotonic() >= deadline:

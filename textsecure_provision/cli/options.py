@@ -114,6 +114,23 @@ def setup_logging(verbose: int) -> None:
     )
 
 
+QR_DECODERS = ("zxing", "zbar")  # qr/scan.DECODERS, repeated so --help imports no decoder
+
+
+def qr_decoder_option(func: F) -> F:
+    """``--qr-decoder``: which library reads a QR picture (zbar needs the [zbar] extra)."""
+    return click.option(
+        "--qr-decoder",
+        type=click.Choice(QR_DECODERS),
+        default=QR_DECODERS[0],
+        show_default=True,
+        envvar="PROVISION_QR_DECODER",
+        show_envvar=True,
+        help="The QR decoder: zxing (built in) or zbar (pip install "
+        "'textsecure-provision[zbar]' and the libzbar0 system library).",
+    )(func)
+
+
 def flow_config(settings: Settings) -> Any:
     """The flows' view of the global options (imported lazily: flows pull in the core)."""
     from textsecure_provision.flows.config import FlowConfig

@@ -12,6 +12,7 @@ import sys
 import click
 
 from textsecure_provision.cli.context import Settings
+from textsecure_provision.cli.options import qr_decoder_option
 from textsecure_provision.cli.output import Output, colour_enabled
 
 
@@ -26,8 +27,9 @@ def qr() -> None:
 
 @qr.command("decode")
 @click.argument("image", metavar="IMAGE")
+@qr_decoder_option
 @click.pass_obj
-def decode(settings: Settings, image: str) -> None:
+def decode(settings: Settings, image: str, qr_decoder: str) -> None:
     """Print the provisioning link held by the QR code in IMAGE (PNG, JPEG, ...).
 
     Exit 2 when the file is missing or not an image, holds no QR code or
@@ -38,7 +40,7 @@ def decode(settings: Settings, image: str) -> None:
     from textsecure_provision.qr.scan import scan_link
 
     out = Output.from_settings(settings)
-    link = scan_link(image)
+    link = scan_link(image, decoder=qr_decoder)
     text = build_link(link)
     out.result(
         "qr_decoded",

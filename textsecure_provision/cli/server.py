@@ -102,6 +102,37 @@ _RATE_LIMIT_HELP = (
 )
 @click.option("--no-rate-limits", is_flag=True, help="Turn every rate limit off (benchmarks only).")
 @click.option(
+    "--max-sockets-per-address",
+    metavar="N|off",
+    default="256",
+    help="Open connections one client address may hold (IPv6: per /64); over it: 503.",
+)
+@click.option(
+    "--head-timeout",
+    type=click.FloatRange(min=0, min_open=True, max=3600),
+    default=10.0,
+    help="Seconds from connect to a complete request head and websocket handshake (408).",
+)
+@click.option(
+    "--max-head-bytes",
+    type=click.IntRange(1024, 1024 * 1024),
+    default=16384,
+    help="Largest request line plus headers, on every path (431).",
+)
+@click.option(
+    "--max-write-buffer",
+    type=click.IntRange(4096, 64 * 1024 * 1024),
+    default=65536,
+    help="Unsent bytes per socket: reading stops at half of it, the socket is dropped at it.",
+)
+@click.option(
+    "--control-frames",
+    metavar="N/S|off",
+    default="10/10",
+    help="Pings and pongs a channel socket may send: N at once, N per S seconds; past it "
+    "the socket is closed (1008).",
+)
+@click.option(
     "--forwarded-allow-ips",
     metavar="IPS",
     help="Trust X-Forwarded-For/-Proto from these proxy addresses (comma-separated); needed "
@@ -130,6 +161,11 @@ def server(
     max_devices: int,
     rate_limits: tuple[str, ...],
     no_rate_limits: bool,
+    max_sockets_per_address: str,
+    head_timeout: float,
+    max_head_bytes: int,
+    max_write_buffer: int,
+    control_frames: str,
     forwarded_allow_ips: str | None,
     access_log: bool,
     log_level: str,
@@ -142,7 +178,13 @@ def server(
     with Ctrl-C.
     """
     from textsecure_provision.cli.context import Settings
-    from textsecure_provision.server.config import RateLimits, ServerConfig, parse_rate_limit
+    from textsecure_provision.server.config import (
+        RateLimits,
+        ServerConfig,
+        SocketBudgets,
+        parse_budget_count,
+        parse_rate_limit,
+    )
 
     settings = click.get_current_context().find_object(Settings) or Settings()
     data_dir = local_data_dir or settings.data_dir
@@ -159,6 +201,15 @@ def server(
         for text in _split(rate_limits):
             name, rule = parse_rate_limit(text)
             limits = limits.with_rule(name, rule)
+        sockets = SocketBudgets(
+            max_sockets_per_address=parse_budget_count(
+                "--max-sockets-per-address", max_sockets_per_address
+            ),
+            head_timeout_s=head_timeout,
+            max_head_bytes=max_head_bytes,
+            max_write_buffer_bytes=max_write_buffer,
+            control_frames=parse_rate_limit(f"control_frames={control_frames}", known=False)[1],
+        )
         config = ServerConfig(
             host=host,
             port=port,
@@ -171,6 +222,7 @@ def server(
             allow_test_code_on_public_bind=allow_test_code_on_public_bind,
             max_devices=max_devices,
             rate_limits=limits,
+            sockets=sockets,
             tls_cert=tls_cert,
             tls_key=tls_key,
             forwarded_allow_ips=forwarded_allow_ips,

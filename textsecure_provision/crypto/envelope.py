@@ -15,19 +15,22 @@ import hmac
 import secrets
 from dataclasses import dataclass, field
 from functools import cached_property
-from hashlib import sha256
-
-from cryptography.hazmat.primitives import hashes, padding
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from textsecure_provision.crypto.keys import KeyPair, PublicKey, Rng
+from textsecure_provision.crypto.symmetric import (
+    AES_BLOCK_LEN,
+    PaddingError,
+    aes_cbc_decrypt,
+    aes_cbc_encrypt,
+    hkdf_sha256,
+    hmac_sha256,
+)
 from textsecure_provision.errors import EnvelopeError, KeyFormatError
 
 VERSION = 0x33  # (3 << 4) | 3
 IV_LEN = 16
 MAC_LEN = 32
-BLOCK_LEN = 16
+BLOCK_LEN = AES_BLOCK_LEN
 MIN_MESSAGE_LEN = 1 + IV_LEN + BLOCK_LEN + MAC_LEN  # 65
 DEVICE_INIT_INFO = b"WhisperDeviceInit"
 VERIFY_INFO = b"WhisperDeviceInitVerify"
@@ -68,23 +71,13 @@ class OpenedEnvelope(_Confirmable):
 
 def derive_envelope_keys(secret: bytes, master_ephemeral: PublicKey) -> EnvelopeKeys:
     """HKDF-SHA256(ikm=secret, salt=serialize(E_m.public), info, L=64) → AES key, MAC key."""
-    okm = HKDF(
-        algorithm=hashes.SHA256(),
-        length=64,
-        salt=master_ephemeral.serialize(),
-        info=DEVICE_INIT_INFO,
-    ).derive(secret)
+    okm = hkdf_sha256(secret, master_ephemeral.serialize(), DEVICE_INIT_INFO, 64)
     return EnvelopeKeys(okm[:32], okm[32:])
 
 
 def confirmation_code(secret: bytes, master_ephemeral: PublicKey, secondary: PublicKey) -> str:
     """The optional SAS both screens can show: 6 digits as ``"123 456"`` (§5, decided)."""
-    okm = HKDF(
-        algorithm=hashes.SHA256(),
-        length=4,
-        salt=master_ephemeral.serialize() + secondary.serialize(),
-        info=VERIFY_INFO,
-    ).derive(secret)
+    okm = hkdf_sha256(secret, master_ephemeral.serialize() + secondary.serialize(), VERIFY_INFO, 4)
     number = int.from_bytes(okm, "big") % CONFIRMATION_MODULUS
     digits = f"{number:06d}"
     return f"{digits[:3]} {digits[3:]}"
@@ -109,11 +102,8 @@ def seal_with(
         raise ValueError(f"iv must be {IV_LEN} bytes")
     secret = ephemeral.exchange(their_key)
     keys = derive_envelope_keys(secret, ephemeral.public)
-    padder = padding.PKCS7(BLOCK_LEN * 8).padder()
-    padded = padder.update(plaintext) + padder.finalize()
-    encryptor = Cipher(algorithms.AES(keys.aes_key), modes.CBC(iv)).encryptor()
-    body = bytes((VERSION,)) + iv + encryptor.update(padded) + encryptor.finalize()
-    mac = hmac.new(keys.mac_key, body, sha256).digest()
+    body = bytes((VERSION,)) + iv + aes_cbc_encrypt(keys.aes_key, iv, plaintext)
+    mac = hmac_sha256(keys.mac_key, body)
     return SealedEnvelope(
         secret, ephemeral.public, their_key,
         master_ephemeral=ephemeral.public,
@@ -136,14 +126,11 @@ def open_envelope(
         raise EnvelopeError(_TAMPERED) from exc
     keys = derive_envelope_keys(secret, master_ephemeral)
     body, mac = message[:-MAC_LEN], message[-MAC_LEN:]
-    if not hmac.compare_digest(hmac.new(keys.mac_key, body, sha256).digest(), mac):
+    if not hmac.compare_digest(hmac_sha256(keys.mac_key, body), mac):
         raise EnvelopeError(_TAMPERED)
     iv, ciphertext = body[1 : 1 + IV_LEN], body[1 + IV_LEN :]
-    decryptor = Cipher(algorithms.AES(keys.aes_key), modes.CBC(iv)).decryptor()
-    padded = decryptor.update(ciphertext) + decryptor.finalize()
-    unpadder = padding.PKCS7(BLOCK_LEN * 8).unpadder()
     try:
-        plaintext = unpadder.update(padded) + unpadder.finalize()
-    except ValueError as exc:
+        plaintext = aes_cbc_decrypt(keys.aes_key, iv, ciphertext)
+    except PaddingError as exc:
         raise EnvelopeError(_TAMPERED) from exc
     return OpenedEnvelope(secret, master_ephemeral, our_key.public, plaintext=plaintext)

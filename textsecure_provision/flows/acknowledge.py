@@ -25,13 +25,12 @@ from typing import TYPE_CHECKING
 
 from textsecure_provision.crypto.keys import Rng
 from textsecure_provision.errors import TimedOutError
-from textsecure_provision.flows.hooks import SentHook
 from textsecure_provision.flows.ui import Ui
 from textsecure_provision.store import DeviceRecord, DeviceStore
 from textsecure_provision.transport.api import ApiClient
 
 if TYPE_CHECKING:
-    from textsecure_provision.flows.master import MasterLinkResult
+    from textsecure_provision.flows.master import MasterLinkResult, SentHook
     from textsecure_provision.flows.receive import Outcome
 
 DEFAULT_ACK_TIMEOUT_S = 120.0
@@ -53,12 +52,6 @@ def _is_ack(outcome: Outcome, record: DeviceRecord, known: set[int]) -> bool:
     )
 
 
-def _countdown(ui: Ui, seconds: float) -> None:
-    start = getattr(ui, "countdown", None)  # only a terminal UI draws one
-    if callable(start):
-        start("Waiting for the new device to confirm the link", seconds)
-
-
 async def wait_for_new_device(
     record: DeviceRecord,
     api: ApiClient,
@@ -70,9 +63,9 @@ async def wait_for_new_device(
     rng: Rng = secrets.token_bytes,
 ) -> int:
     """Handle messages until a new device's NEW_DEVICE_REGISTERED; return its device id."""
-    # Imported here, not at the top: the session layer (doubleratchet pulls in pydantic) costs
-    # ~130 ms to import. `master scan` pays it only once the DeviceInit is out, while the new
-    # device registers and uploads its keys, instead of before sending (B2).
+    # Imported here, not at the top: `master scan` pays for the session layer (a few tens of
+    # ms) only once the DeviceInit is out, while the new device registers and uploads its keys,
+    # instead of before sending (B2).
     from textsecure_provision.flows.receive import DUPLICATE, Receiver
 
     known_ids = set(known)
@@ -95,7 +88,7 @@ async def wait_for_new_device(
                 f"the new device did not confirm the link within {timeout_s:.0f} s",
                 hint=TIMEOUT_HINT,
             )
-        _countdown(ui, remaining)
+        ui.countdown("Waiting for the new device to confirm the link", remaining)
         docs, _more = await receiver.poll(deadline)
         duplicates = False
         for doc in docs:  # the whole batch: what was fetched is handled, never left half-done

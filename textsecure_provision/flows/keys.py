@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 from textsecure_provision.crypto.keys import KeyPair, Rng
+from textsecure_provision.protocol.bodies import KeysUpload
 from textsecure_provision.protocol.encoding import b64encode
 from textsecure_provision.protocol.prekeys import (
     DEFAULT_PREKEY_COUNT,
@@ -40,7 +40,7 @@ class DeviceKeys:
     prekeys: tuple[PreKey, ...] = field(repr=False)
     last_resort_key: PreKey = field(repr=False)
 
-    def upload_body(self, identity: KeyPair) -> dict[str, Any]:
+    def upload_body(self, identity: KeyPair) -> KeysUpload:
         return build_keys_upload(
             identity.public, self.signed_prekey, list(self.prekeys), self.last_resort_key
         )

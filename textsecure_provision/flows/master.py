@@ -13,17 +13,18 @@ written to the store on this side.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from textsecure_provision.crypto.keys import Rng
 from textsecure_provision.flows.config import FlowConfig
 from textsecure_provision.flows.devices import api_for, credentials
-from textsecure_provision.flows.hooks import SentHook
 from textsecure_provision.flows.ui import Ui
 from textsecure_provision.protocol.link import parse_link
 from textsecure_provision.protocol.messages import IdentityKeyPayload
 from textsecure_provision.protocol.provisioning import seal_device_init
 from textsecure_provision.protocol.trust import check_trusted
+from textsecure_provision.store import DeviceRecord
 from textsecure_provision.transport.api import ApiClient
 
 MASTER_SUPPORTS_SMS = False  # this client never sends SMS; the flag is carried for the design (§6)
@@ -49,6 +50,12 @@ class MasterLinkResult:
     known_devices: tuple[int, ...] = ()
     """The account's devices before the DeviceInit was sent (listed only for ``on_sent``):
     the acknowledgement must come from a device not among them (§1 step 7)."""
+
+
+SentHook = Callable[[MasterLinkResult, DeviceRecord, ApiClient, Ui], Awaitable[None]]
+"""Called by ``link_master`` right after the server accepted the DeviceInit, with the API
+client authenticated as this device: where the acknowledgement wait joins (§1 step 7,
+``flows/acknowledge.py``). Without it the flow ends at step 6."""
 
 
 async def link_master(

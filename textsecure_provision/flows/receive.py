@@ -37,17 +37,18 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from textsecure_provision.clock import now_ms
 from textsecure_provision.crypto.keys import KeyPair, Rng
 from textsecure_provision.errors import (
+    DuplicateMessageError,
     InvalidInputError,
     MessageFormatError,
     NotFoundError,
     RemoteProtocolError,
     SessionError,
 )
-from textsecure_provision.flows.sessions import now_ms
 from textsecure_provision.flows.ui import Ui
-from textsecure_provision.protocol.encoding import b64decode
+from textsecure_provision.protocol.bodies import IncomingMessage, convert
 from textsecure_provision.protocol.messages import (
     ControlType,
     DeviceControlMessage,
@@ -60,7 +61,6 @@ from textsecure_provision.protocol.session import (
     decrypt_message,
     decrypt_prekey_message,
 )
-from textsecure_provision.protocol.session.ratchet import DUPLICATE as DUPLICATE_REASON
 from textsecure_provision.store import DeviceRecord, DeviceStore
 from textsecure_provision.store.sessions import KnownDevice, SessionBook, SessionStore
 from textsecure_provision.transport.api import ApiClient
@@ -88,24 +88,16 @@ class Incoming:
     body: bytes = field(repr=False)
 
 
-def _int(doc: dict[str, Any], name: str) -> int:
-    value = doc.get(name)
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise MessageFormatError(f"the message's {name!r} is not an integer")
-    return value
-
-
 def parse_incoming(doc: dict[str, Any]) -> Incoming:
-    source = doc.get("source")
-    if not isinstance(source, str):
-        raise MessageFormatError("the message has no 'source'")
+    """One message of the batch, decoded on its own: a malformed one is dropped alone."""
+    message = convert(doc, IncomingMessage)
     return Incoming(
-        guid=str(doc.get("guid")),
-        msg_type=_int(doc, "type"),
-        source=source,
-        source_device=_int(doc, "sourceDevice"),
-        timestamp=_int(doc, "timestamp"),
-        body=b64decode(doc.get("body"), name="body"),
+        guid=message.guid,
+        msg_type=message.type,
+        source=message.source,
+        source_device=message.source_device,
+        timestamp=message.timestamp,
+        body=message.body,
     )
 
 
@@ -250,10 +242,11 @@ class Receiver:
         number, device_id = m.source, m.source_device
         try:
             session, plaintext = self._decrypt(book, m)
+        except DuplicateMessageError:
+            book.mark_processed(m.guid)
+            return outcome(DUPLICATE, reason="already handled")
         except SessionError as exc:
             book.mark_processed(m.guid)
-            if exc.details.get("reason") == DUPLICATE_REASON:
-                return outcome(DUPLICATE, reason="already handled")
             book.mark_stale(number, device_id)  # our next send rebuilds it (module doc)
             return outcome(UNDECRYPTABLE, reason=exc.message)
         book.put(number, device_id, session)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 import secrets
-import time
 
+from textsecure_provision.clock import now_ms
 from textsecure_provision.crypto.keys import KeyPair, Rng
 from textsecure_provision.errors import InvalidInputError
 from textsecure_provision.flows.config import FlowConfig
@@ -83,7 +83,7 @@ async def register_account(
         last_resort_key=keys.last_resort_key,
         trusted_servers=tuple(config.trusted_servers),
         name=name,
-        created_ms=int(time.time() * 1000),
+        created_ms=now_ms(),
     )
     store.commit_record(record)
     ui.state(f"the account {number} is registered and stored in {store.path}.")

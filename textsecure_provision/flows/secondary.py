@@ -17,9 +17,10 @@ import hmac
 import logging
 import re
 import secrets
-import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from textsecure_provision import clock
 from textsecure_provision.crypto.keys import Rng
 from textsecure_provision.errors import (
     BadMessageError,
@@ -31,7 +32,6 @@ from textsecure_provision.errors import (
     TimedOutError,
 )
 from textsecure_provision.flows.config import FlowConfig
-from textsecure_provision.flows.hooks import LinkedHook
 from textsecure_provision.flows.keys import generate_device_keys, new_password, new_registration_id
 from textsecure_provision.flows.ui import Ui
 from textsecure_provision.protocol.encoding import parse_phone_number
@@ -46,6 +46,11 @@ log = logging.getLogger(__name__)
 DEFAULT_TIMEOUT_S = 600.0
 ASSUMED_CHANNEL_TTL_S = 120.0  # §4.1 default; the server may expire it sooner, then we renew
 PENDING_TTL_S = 600.0  # the provisioning code inside expires 10 minutes after it was issued (§4)
+
+LinkedHook = Callable[[DeviceRecord, ApiClient, Ui], Awaitable[None]]
+"""Called by the secondary's flows right after the record is stored, with the API client
+authenticated as the new device: where it announces itself to the account's other devices
+(§1 step 7, ``flows/sessions.linked_hook``). Without it the flow ends at step 6."""
 
 
 # What is true if the command stops at each point (``Ui.state``; shown on Ctrl-C).
@@ -113,14 +118,14 @@ async def listen_secondary(
     if options.no_verify:
         if expect is not None:
             link_state.confirm_number(expect)  # a wrong number is refused now, not saved
-        now_ms = int(time.time() * 1000)
+        now = clock.now_ms()
         pending = PendingLink(
             device_init=device_init,
             ephemeral=link_state.ephemeral,
             channel_server=server,
             trusted_servers=trusted,
-            received_ms=now_ms,
-            expires_ms=now_ms + int(PENDING_TTL_S * 1000),
+            received_ms=now,
+            expires_ms=now + int(PENDING_TTL_S * 1000),
             name=options.name,
         )
         store.commit_pending(pending)
@@ -294,7 +299,7 @@ async def complete_link(
             last_resort_key=keys.last_resort_key,
             trusted_servers=tuple(config.trusted_servers),
             name=name,
-            created_ms=int(time.time() * 1000),
+            created_ms=clock.now_ms(),
         )
         try:
             await api.upload_keys(keys.upload_body(payload.identity_key_pair))
@@ -359,7 +364,7 @@ async def verify_pending(
             hint="Run `provision secondary listen --no-verify` first (with the same --data-dir).",
         )
     store.require_no_record()
-    if (now_ms if now_ms is not None else int(time.time() * 1000)) >= pending.expires_ms:
+    if (now_ms if now_ms is not None else clock.now_ms()) >= pending.expires_ms:
         store.remove_pending()
         raise TimedOutError(
             "the pending link expired (its provisioning code is valid for 10 minutes)",

@@ -24,24 +24,21 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from textsecure_provision.clock import now_ms
 from textsecure_provision.crypto.keys import PublicKey, Rng
 from textsecure_provision.errors import (
-    InvalidInputError,
     MismatchedDevicesError,
     NotFoundError,
     ProvisionError,
-    RemoteProtocolError,
     SessionError,
     StaleDevicesError,
 )
-from textsecure_provision.flows.hooks import LinkedHook
 from textsecure_provision.flows.ui import Ui
-from textsecure_provision.protocol.encoding import b64decode, b64encode
+from textsecure_provision.protocol.bodies import KeyBundles, OutgoingMessage
 from textsecure_provision.protocol.messages import (
     ControlType,
     DeviceControlMessage,
@@ -53,56 +50,36 @@ from textsecure_provision.store import DeviceRecord, DeviceStore
 from textsecure_provision.store.sessions import SessionBook, SessionStore
 from textsecure_provision.transport.api import ApiClient
 
+if TYPE_CHECKING:
+    from textsecure_provision.flows.secondary import LinkedHook
+
 ANNOUNCE_HINT = (
     "This device is linked, but the other devices were not told. "
     "Run `provision send-control new-device-registered` to announce it again."
 )
 
 
-def now_ms() -> int:
-    return int(time.time() * 1000)
+# -- bundles (GET /v1/keys/{number}/{device}, §4; decoded by the transport) -------------------
 
 
-# -- bundles (the JSON of GET /v1/keys/{number}/{device}, §4) ------------------------------------
-
-
-def _field(doc: Any, name: str, kind: type) -> Any:
-    value = doc.get(name) if isinstance(doc, dict) else None
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise RemoteProtocolError(f"the server's key bundle lacks a valid {name!r}")
-    return value
-
-
-def _key(doc: Any, name: str) -> PublicKey:
-    try:
-        return PublicKey.from_bytes(b64decode(_field(doc, name, str), name=name), name=name)
-    except InvalidInputError as exc:
-        raise RemoteProtocolError(f"the server's key bundle holds a bad {name!r}") from exc
-
-
-def parse_key_bundles(doc: Any, expected_identity: PublicKey) -> dict[int, PreKeyBundle]:
+def parse_key_bundles(doc: KeyBundles, expected_identity: PublicKey) -> dict[int, PreKeyBundle]:
     """Device id → ``PreKeyBundle``. Every device of one account shares its identity key (§7),
     so a bundle with another identity key is refused (``SessionError``): it is not ours."""
-    identity = _key(doc, "identityKey")
+    identity = PublicKey.from_bytes(doc.identity_key, name="identityKey")
     if identity != expected_identity:
         raise SessionError("the server's key bundle does not carry this account's identity key")
     out: dict[int, PreKeyBundle] = {}
-    for device in _field(doc, "devices", list):
-        spk = _field(device, "signedPreKey", dict)
-        pre = device.get("preKey") if isinstance(device, dict) else None
-        try:
-            bundle = PreKeyBundle(
-                identity_key=identity,
-                registration_id=_field(device, "registrationId", int),
-                signed_prekey_id=_field(spk, "keyId", int),
-                signed_prekey=_key(spk, "publicKey"),
-                signed_prekey_signature=b64decode(_field(spk, "signature", str), name="signature"),
-                prekey_id=None if pre is None else _field(pre, "keyId", int),
-                prekey=None if pre is None else _key(pre, "publicKey"),
-            )
-        except ValueError as exc:
-            raise RemoteProtocolError("the server's key bundle holds a bad id") from exc
-        out[_field(device, "deviceId", int)] = bundle
+    for device in doc.devices:
+        spk, pre = device.signed_pre_key, device.pre_key
+        out[device.device_id] = PreKeyBundle(
+            identity_key=identity,
+            registration_id=device.registration_id,
+            signed_prekey_id=spk.key_id,
+            signed_prekey=PublicKey.from_bytes(spk.public_key, name="publicKey"),
+            signed_prekey_signature=spk.signature,
+            prekey_id=None if pre is None else pre.key_id,
+            prekey=None if pre is None else PublicKey.from_bytes(pre.public_key, name="publicKey"),
+        )
     return out
 
 
@@ -180,7 +157,7 @@ class _Send:
     rng: Rng
     plaintext: bytes = field(repr=False)
     timestamp: int
-    entries: dict[int, dict[str, Any]] = field(default_factory=dict)
+    entries: dict[int, OutgoingMessage] = field(default_factory=dict)
     types: dict[int, int] = field(default_factory=dict)
     rebuilt: set[int] = field(default_factory=set)
     gone: set[int] = field(default_factory=set)
@@ -209,13 +186,13 @@ class _Send:
             msg_type, body = encrypt(session, self.plaintext)
             book.put(number, device_id, session)
             self.types[device_id] = msg_type
-            self.entries[device_id] = {
-                "type": msg_type,
-                "destinationDeviceId": device_id,
-                "destinationRegistrationId": session.remote_registration_id,
-                "body": b64encode(body),
-                "timestamp": self.timestamp,
-            }
+            self.entries[device_id] = OutgoingMessage(
+                type=msg_type,
+                destination_device_id=device_id,
+                destination_registration_id=session.remote_registration_id,
+                body=body,
+                timestamp=self.timestamp,
+            )
 
     def forget(self, book: SessionBook, devices: Iterable[int]) -> None:
         for device_id in devices:
@@ -345,7 +322,6 @@ def linked_hook(store: DeviceStore, *, rng: Rng = secrets.token_bytes) -> Linked
         try:
             await announce_device(record, api, ui, store=store, rng=rng)
         except ProvisionError as exc:
-            exc.hint = ANNOUNCE_HINT  # type: ignore[misc]
-            raise
+            raise exc.with_hint(ANNOUNCE_HINT) from exc
 
     return on_linked

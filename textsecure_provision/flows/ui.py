@@ -11,11 +11,12 @@ Event names are the ``--json`` event names (docs/cli.md).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from textsecure_provision.errors import InvalidInputError, RefusedError
 
 
+@runtime_checkable
 class Ui(Protocol):
     def event(self, name: str, message: str, **fields: Any) -> None:
         """A step along the way (stderr / one JSON line)."""
@@ -51,6 +52,15 @@ class Ui(Protocol):
         Flows call it before each step that changes the answer, e.g. before a request
         whose effect on the server cannot be taken back.
         """
+
+    def countdown(self, message: str, seconds: float) -> None:
+        """Show ``seconds`` running down while waiting (a terminal draws it; others may not).
+
+        Any later event ends it; the flow starts it again with the time left.
+        """
+
+    def close(self) -> None:
+        """The command is over: stop anything still drawing (a countdown)."""
 
 
 @dataclass
@@ -105,6 +115,11 @@ class RecordingUi:
     def states(self) -> list[str]:
         """The notes given to ``state`` in order."""
         return [name for kind, name, _ in self.calls if kind == "state"]
+    def countdown(self, message: str, seconds: float) -> None:
+        self.calls.append(("countdown", message, {"seconds": seconds}))
+
+    def close(self) -> None:
+        self.calls.append(("close", "", {}))
 
     def names(self) -> list[str]:
         """The event/result/channel names in order (prompts left out)."""

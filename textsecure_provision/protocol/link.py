@@ -23,6 +23,7 @@ from textsecure_provision.protocol.encoding import b64decode_liberal, b64encode
 from textsecure_provision.protocol.trust import normalize_server_url
 
 ChannelId = NewType("ChannelId", str)
+"""A channel's uuid in lowercase canonical 8-4-4-4-12 form (§3): the client's and the server's."""
 
 LINK_SCHEME = "textsecure-device-init"
 LINK_PREFIX = f"{LINK_SCHEME}:/?"

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass, field
-from typing import Any
 
 from textsecure_provision.crypto import signing
 from textsecure_provision.crypto.keys import KeyPair, PublicKey, Rng
-from textsecure_provision.protocol.encoding import b64encode
+from textsecure_provision.protocol import bodies
+from textsecure_provision.protocol.bodies import KeysUpload
 
 MAX_KEY_ID = 0xFFFFFF
 LAST_RESORT_KEY_ID = MAX_KEY_ID
@@ -58,23 +58,17 @@ def build_keys_upload(
     signed_prekey: SignedPreKey,
     prekeys: list[PreKey],
     last_resort: PreKey | None = None,
-) -> dict[str, Any]:
-    """The JSON body of ``PUT /v1/keys`` (§4), binary fields in padded base64."""
-    body: dict[str, Any] = {
-        "identityKey": b64encode(identity_public.serialize()),
-        "signedPreKey": {
-            "keyId": signed_prekey.key_id,
-            "publicKey": b64encode(signed_prekey.key_pair.public.serialize()),
-            "signature": b64encode(signed_prekey.signature),
-        },
-        "preKeys": [
-            {"keyId": k.key_id, "publicKey": b64encode(k.key_pair.public.serialize())}
-            for k in prekeys
-        ],
-    }
-    if last_resort is not None:
-        body["lastResortKey"] = {
-            "keyId": last_resort.key_id,
-            "publicKey": b64encode(last_resort.key_pair.public.serialize()),
-        }
-    return body
+) -> KeysUpload:
+    """The body of ``PUT /v1/keys`` (§4)."""
+    return KeysUpload(
+        identity_key=identity_public.serialize(),
+        signed_pre_key=bodies.SignedPreKey(
+            key_id=signed_prekey.key_id,
+            public_key=signed_prekey.key_pair.public.serialize(),
+            signature=signed_prekey.signature,
+        ),
+        pre_keys=[bodies.PreKey(k.key_id, k.key_pair.public.serialize()) for k in prekeys],
+        last_resort_key=None
+        if last_resort is None
+        else bodies.PreKey(last_resort.key_id, last_resort.key_pair.public.serialize()),
+    )

@@ -80,8 +80,12 @@ def check_identity_pair(pair: KeyPair) -> None:
 # -- the machines -----------------------------------------------------------------------------
 
 
-class StepError(ProvisionError):
-    """A provisioning step was attempted out of order (a bug in the caller)."""
+class StepError(RuntimeError):
+    """A provisioning step was attempted out of order: a bug in the caller, not a user's error.
+
+    Not a ``ProvisionError`` on purpose: no input of the user's or the peer's can cause it, so
+    the CLI reports it as the bug it is (exit 1, "unexpected error").
+    """
 
 
 class SecondaryState(enum.Enum):

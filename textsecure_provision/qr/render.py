@@ -41,18 +41,18 @@ Choices, and why:
   output stream cannot encode the block characters (``needs_ascii``).
 
 Everything here is pure (text in, ``str``/``bytes`` out) except
-``write_qr_file``, which writes atomically (temporary file, fsync, rename).
+``write_qr_file``, which writes atomically (``atomic_write.py``).
 """
 
 from __future__ import annotations
 
 import io
 import os
-import secrets
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
+from textsecure_provision.atomic_write import atomic_write
 from textsecure_provision.errors import InvalidInputError
 
 Matrix = list[list[bool]]  # True = a dark module
@@ -277,19 +277,8 @@ def write_qr_file(text: str, path: str | os.PathLike[str]) -> Path:
             f"the folder {str(folder)!r} does not exist",
             hint="Choose a path in an existing folder.",
         )
-    temp = folder / f".{target.name}.{secrets.token_hex(6)}.tmp"
     try:
-        # 0o666 minus the umask, as for any file the user creates.
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temp, target)
-        except BaseException:
-            temp.unlink(missing_ok=True)
-            raise
+        atomic_write(target, data, mode=0o666)  # 0o666 minus the umask, as for any user file
     except OSError as exc:
         raise InvalidInputError(
             f"cannot write {str(target)!r}: {exc.strerror or exc}",

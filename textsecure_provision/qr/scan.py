@@ -1,4 +1,4 @@
-"""Read the provisioning link (§3) out of a picture of a QR code, with zxing-cpp.
+"""Read the provisioning link (§3) out of a picture of a QR code, with zxing-cpp (or zbar).
 
 Choices, and why:
 
@@ -23,10 +23,17 @@ Choices, and why:
   screen in one shot) are one text.
 - **EXIF orientation and transparency are applied** before decoding, so a
   phone photo or a transparent PNG is read as a person sees it.
+- **Two decoders.** ``zxing`` (zxing-cpp, the default: a wheel with no system
+  library, reads blurred photos zbar misses, ~10× faster here) and ``zbar``
+  (pyzbar over the system's libzbar, the decoder the design card names:
+  ``pip install 'textsecure-provision[zbar]'`` and libzbar0). Both run the
+  same passes; zbar has no inverted search, so for it the image is inverted
+  here. A missing pyzbar or libzbar is ``QrDecoderUnavailableError``, naming
+  what to install.
 
-Errors: a missing or unreadable file, a file that is not an image, a picture
-without a QR code and an ambiguous picture are ``QrError`` with
-``details["reason"]`` set to one of ``REASONS``; a QR code that holds something
+Errors are subclasses of ``QrError``, one per case: ``NoSuchImageError``,
+``UnreadableImageError``, ``NotAnImageError`` (also damaged, or far too large),
+``NoQrCodeError``, ``SeveralQrCodesError``. A QR code that holds something
 other than a provisioning link is ``LinkError`` (from ``protocol.link``).
 """
 
@@ -37,19 +44,29 @@ import os
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from textsecure_provision.errors import QrError
+from textsecure_provision.errors import (
+    InvalidInputError,
+    NoQrCodeError,
+    NoSuchImageError,
+    NotAnImageError,
+    QrDecoderUnavailableError,
+    SeveralQrCodesError,
+    UnreadableImageError,
+)
 
 if TYPE_CHECKING:
     from PIL.Image import Image
 
     from textsecure_provision.protocol.link import ProvisioningLink
 
-REASONS = ("no_such_file", "unreadable", "not_an_image", "no_qr_code", "several_qr_codes")
 MAX_IMAGE_BYTES = 64 * 1024 * 1024  # a phone photo is a few MB; refuse to slurp a disk image
+_TOO_LARGE_HINT = "Give a smaller picture (a few megapixels is plenty)."
+DECODERS = ("zxing", "zbar")
+DEFAULT_DECODER = "zxing"
 _SHARPEN_PERCENT = 200
 
 
-def scan_link(path: str | os.PathLike[str]) -> ProvisioningLink:
+def scan_link(path: str | os.PathLike[str], *, decoder: str = DEFAULT_DECODER) -> ProvisioningLink:
     """The provisioning link in the picture at ``path``.
 
     Raises ``QrError`` (see the module docstring) or ``LinkError`` when the
@@ -57,22 +74,20 @@ def scan_link(path: str | os.PathLike[str]) -> ProvisioningLink:
     """
     from textsecure_provision.protocol.link import parse_link
 
-    return parse_link(scan_text(path))
+    return parse_link(scan_text(path, decoder=decoder))
 
 
-def scan_text(path: str | os.PathLike[str]) -> str:
+def scan_text(path: str | os.PathLike[str], *, decoder: str = DEFAULT_DECODER) -> str:
     """The text of the one QR code in the picture at ``path``."""
-    return _only_one(scan_texts(path))
+    return _only_one(scan_texts(path, decoder=decoder))
 
 
-def scan_texts(path: str | os.PathLike[str]) -> list[str]:
+def scan_texts(path: str | os.PathLike[str], *, decoder: str = DEFAULT_DECODER) -> list[str]:
     """The distinct texts of every QR code in the picture at ``path`` (at least one)."""
-    texts = decode_qr_image(open_image(path))
+    read = reader(decoder)  # before opening the file: a missing decoder is the first thing said
+    texts = _decode(open_image(path), read)[1]
     if not texts:
-        raise QrError(
-            f"no QR code found in {_name(path)}",
-            reason="no_qr_code",
-        )
+        raise NoQrCodeError(f"no QR code found in {_name(path)}")
     return texts
 
 
@@ -83,49 +98,47 @@ def open_image(path: str | os.PathLike[str]) -> Image:
         with open(path, "rb") as handle:
             size = os.fstat(handle.fileno()).st_size
             if size > MAX_IMAGE_BYTES:
-                raise QrError(
+                raise NotAnImageError(
                     f"{name} is too large ({size} bytes) to be a picture of a QR code",
-                    hint="Give a smaller picture (a few megapixels is plenty).",
-                    reason="not_an_image",
+                    hint=_TOO_LARGE_HINT,
                 )
             data = handle.read()
     except FileNotFoundError as exc:
-        raise QrError(
-            f"no such file: {name}",
-            hint="Check the path of the picture.",
-            reason="no_such_file",
-        ) from exc
+        raise NoSuchImageError(f"no such file: {name}") from exc
     except OSError as exc:  # a folder, no permission, an I/O error
-        raise QrError(
-            f"cannot read {name}: {exc.strerror or exc}",
-            hint="Check the path of the picture and that you may read it.",
-            reason="unreadable",
-        ) from exc
+        raise UnreadableImageError(f"cannot read {name}: {exc.strerror or exc}") from exc
     return _open_bytes(data, name)
 
 
-def decode_qr_bytes(data: bytes) -> list[str]:
+def decode_qr_bytes(data: bytes, *, decoder: str = DEFAULT_DECODER) -> list[str]:
     """``decode_qr_image`` for an encoded picture (PNG, JPEG, ...) held in memory."""
-    return decode_qr_image(_open_bytes(data, "the data"))
+    read = reader(decoder)
+    return _decode(_open_bytes(data, "the data"), read)[1]
 
 
-def decode_qr_image(image: Image) -> list[str]:
+def decode_qr_image(image: Image, *, decoder: str = DEFAULT_DECODER) -> list[str]:
     """The distinct texts of the QR codes in ``image``, in reading order; ``[]`` if none.
 
     Pure: no file, no state. Runs the passes of the module docstring and stops
     at the first that finds a code.
     """
-    return decode_qr_image_verbose(image)[1]
+    return decode_qr_image_verbose(image, decoder=decoder)[1]
 
 
-def decode_qr_image_verbose(image: Image) -> tuple[str | None, list[str]]:
+def decode_qr_image_verbose(
+    image: Image, *, decoder: str = DEFAULT_DECODER
+) -> tuple[str | None, list[str]]:
     """``decode_qr_image``, also naming the pass (``PASSES``) that found the codes."""
+    return _decode(image, reader(decoder))
+
+
+def _decode(image: Image, read: Reader) -> tuple[str | None, list[str]]:
     try:
         grey = _to_grey(image)
     except (OSError, ValueError) as exc:  # an exotic mode Pillow cannot convert
-        raise QrError(f"cannot read pixels in mode {image.mode}", reason="not_an_image") from exc
+        raise NotAnImageError(f"cannot read pixels in mode {image.mode}") from exc
     for name in PASSES:
-        texts = _distinct(_PASS_FUNCTIONS[name](grey))
+        texts = _distinct(_PASS_FUNCTIONS[name](grey, read))
         if texts:
             return name, texts
     return None, []
@@ -137,24 +150,19 @@ def _open_bytes(data: bytes, name: str) -> Image:
     from PIL import Image as PilImage
     from PIL import UnidentifiedImageError
 
-    hint = "Give a PNG or JPEG picture of the QR code."
     try:
         return _load(PilImage.open(io.BytesIO(data)))
     except UnidentifiedImageError as exc:
-        raise QrError(f"{name} is not an image", hint=hint, reason="not_an_image") from exc
+        raise NotAnImageError(f"{name} is not an image") from exc
     except PilImage.DecompressionBombError as exc:
-        raise QrError(
-            f"{name} has too many pixels to be a picture of a QR code",
-            hint="Give a smaller picture (a few megapixels is plenty).",
-            reason="not_an_image",
+        raise NotAnImageError(
+            f"{name} has too many pixels to be a picture of a QR code", hint=_TOO_LARGE_HINT
         ) from exc
     except Exception as exc:
         # Pillow knew the format but not the data (truncated or corrupt), and its
         # decoders raise many exception types for that: OSError, ValueError,
         # SyntaxError, EOFError, struct.error, ... All mean the same to the user.
-        raise QrError(
-            f"{name} is damaged or not a complete image", hint=hint, reason="not_an_image"
-        ) from exc
+        raise NotAnImageError(f"{name} is damaged or not a complete image") from exc
 
 
 # -- the passes ------------------------------------------------------------------------------
@@ -174,17 +182,35 @@ def _halve(image: Image) -> Image:
     return image.resize(size, PilImage.Resampling.BOX)
 
 
+Reader = Callable[["Image", bool], list[str]]
+"""One decoder run over a grey image: ``(image, try_invert) -> texts``."""
+
 # Cheapest first; each later pass reads pictures the earlier ones miss (tests/unit/test_qr_scan.py).
-_PASS_FUNCTIONS: dict[str, Callable[[Image], list[str]]] = {
-    "plain": lambda img: _read(img, try_invert=False),
-    "inverted": lambda img: _read(img, try_invert=True),
-    "half-sharpened": lambda img: _read(_sharpen(_halve(img), 2), try_invert=True),
-    "sharpened": lambda img: _read(_sharpen(img, 6), try_invert=True),
+_PASS_FUNCTIONS: dict[str, Callable[[Image, Reader], list[str]]] = {
+    "plain": lambda img, read: read(img, False),
+    "inverted": lambda img, read: read(img, True),
+    "half-sharpened": lambda img, read: read(_sharpen(_halve(img), 2), True),
+    "sharpened": lambda img, read: read(_sharpen(img, 6), True),
 }
 PASSES = tuple(_PASS_FUNCTIONS)
 
 
+def reader(decoder: str) -> Reader:
+    """The ``Reader`` of a decoder named in ``DECODERS``; loads it, or says what is missing."""
+    if decoder == "zxing":
+        return _read_zxing
+    if decoder == "zbar":
+        _load_zbar()
+        return _read_zbar
+    raise InvalidInputError(f"unknown QR decoder {decoder!r}; choose one of {', '.join(DECODERS)}")
+
+
 def _read(image: Image, *, try_invert: bool) -> list[str]:
+    """The default decoder's run (kept for tests and benchmarks)."""
+    return _read_zxing(image, try_invert)
+
+
+def _read_zxing(image: Image, try_invert: bool) -> list[str]:
     import zxingcpp
 
     found = zxingcpp.read_barcodes(
@@ -196,6 +222,35 @@ def _read(image: Image, *, try_invert: bool) -> list[str]:
         text_mode=zxingcpp.TextMode.Plain,
     )
     return [barcode.text for barcode in found if barcode.valid]
+
+
+def _load_zbar() -> Any:
+    try:
+        from pyzbar import pyzbar
+    except ModuleNotFoundError as exc:
+        raise QrDecoderUnavailableError(
+            "the zbar decoder needs the pyzbar package, which is not installed",
+            hint="Install it with: pip install 'textsecure-provision[zbar]' "
+            "(and the zbar system library: apt install libzbar0, brew install zbar).",
+        ) from exc
+    except (ImportError, OSError) as exc:  # pyzbar is there, the shared library is not
+        raise QrDecoderUnavailableError(
+            "the zbar decoder needs the zbar system library (libzbar.so), which was not found",
+            hint="Install it (Debian/Ubuntu: apt install libzbar0; macOS: brew install zbar), "
+            "or leave --qr-decoder at its default (zxing).",
+        ) from exc
+    return pyzbar
+
+
+def _read_zbar(image: Image, try_invert: bool) -> list[str]:
+    pyzbar = _load_zbar()
+    symbols = [pyzbar.ZBarSymbol.QRCODE]
+    found = pyzbar.decode(image, symbols=symbols)
+    if not found and try_invert:  # zbar has no inverted search: give it the negative
+        from PIL import ImageOps
+
+        found = pyzbar.decode(ImageOps.invert(image), symbols=symbols)
+    return [symbol.data.decode("utf-8", errors="replace") for symbol in found]
 
 
 def _load(image: Image) -> Image:
@@ -229,11 +284,7 @@ def _distinct(texts: Iterable[str]) -> list[str]:
 
 def _only_one(texts: list[str]) -> str:
     if len(texts) > 1:
-        raise QrError(
-            f"the picture holds {len(texts)} different QR codes",
-            hint="Crop the picture to the one QR code shown by `provision secondary`.",
-            reason="several_qr_codes",
-        )
+        raise SeveralQrCodesError(f"the picture holds {len(texts)} different QR codes")
     return texts[0]
 
 

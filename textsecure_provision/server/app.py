@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.types import Receive, Scope, Send
 
+from textsecure_provision.clock import now_ms
 from textsecure_provision.errors import ProvisionError
 from textsecure_provision.server import fastpath
 from textsecure_provision.server.config import (
@@ -34,7 +35,7 @@ from textsecure_provision.server.limits import Limits, MemoryRateLimiter, RateLi
 from textsecure_provision.server.metrics import Metrics
 from textsecure_provision.server.middleware import GuardMiddleware
 from textsecure_provision.server.routes import accounts, channels, devices, keys, messages, ops
-from textsecure_provision.server.services import Services, wall_clock_ms
+from textsecure_provision.server.services import Services
 from textsecure_provision.server.storage.base import Storage
 
 log = logging.getLogger("textsecure_provision.server")
@@ -73,17 +74,13 @@ def build_limiter(config: ServerConfig) -> RateLimiter:
 
 
 class RelayApp(Starlette):
-    """Starlette, except that the temp websocket is served as plain ASGI before the
-    middleware stack: an idle channel then holds no middleware or router frames
-    (routes/channels.py says why that matters); and ``PUT /v1/messages/{destination}``,
-    half of every rendezvous, skips the router's layers (fastpath.py says what still runs)."""
+    """Starlette, except that ``PUT /v1/messages/{destination}``, half of every rendezvous,
+    skips the router's layers (fastpath.py says what still runs). The temp websocket never
+    reaches the app: channel_socket.py serves it in front of uvicorn."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and fastpath.is_message_put(scope):
             await fastpath.serve(self, scope, receive, send)
-            return
-        if scope["type"] == "websocket" and scope["path"] == channels.PATH:
-            await channels.serve_channel(self.state.services, scope, receive, send)
             return
         await super().__call__(scope, receive, send)
 
@@ -94,7 +91,7 @@ def create_app(
     storage: Storage | None = None,
     fanout: FanOut | None = None,
     limiter: RateLimiter | None = None,
-    clock_ms: Callable[[], int] = wall_clock_ms,
+    clock_ms: Callable[[], int] = now_ms,
 ) -> RelayApp:
     metrics = Metrics()
     svc = Services(

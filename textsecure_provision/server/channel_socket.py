@@ -1,41 +1,49 @@
-"""The temp channel (§4.1) as a purpose-built websocket protocol, plugged into uvicorn.
+"""The front of every connection, and the temp channel (§4.1) it serves.
 
-uvicorn parses the HTTP request (httptools) and, on an upgrade, hands the
-connection to the protocol class of its ``ws=`` setting. ``runner.py`` passes
-a ``ChannelSocketFactory`` there: for ``GET /v1/temp_websocket`` it answers
-the handshake itself and serves the channel with one small object per socket;
-any other websocket path is handed to uvicorn's own ``websockets-sansio``
-protocol and the ASGI app, unchanged.
+uvicorn's ``http=`` setting is ``ChannelHttpFactory``: every new connection first meets a
+``ChannelSocket``, which reads the first request head with httptools (the parser uvicorn
+uses) under the connection budgets (``SocketBudgets`` in config.py):
 
-Why not the ASGI route (``routes/channels.serve_channel``, still used under
-other servers): an idle channel there costs ~20 KiB of server memory: a task
-parked in ``receive()`` with its frames, an ``asyncio.Queue``, an
-``asyncio.Event``, the ``websockets`` sans-I/O parser (a generator with its
-own buffers), the ASGI scope with its header lists, and a timer. The channel
-needs none of that: it sends two frames, reads nothing, and closes. Here an
-idle channel is this object (``__slots__``), its transport, its uuid, its
-fan-out entry and one timer handle (docs/performance.md has the figures).
+* a cap on open sockets per client address (``addresses.address_key``: IPv6 by /64,
+  IPv4-mapped IPv6 as IPv4); over it the connection gets 503 and is closed;
+* a deadline from connect to the end of the handshake (408 before the head is complete,
+  503 while the channel is being registered);
+* a size bound for the head (431).
 
-What it speaks (RFC 6455, server side, only what a channel needs):
+A websocket upgrade is answered here: on ``/v1/temp_websocket`` (after percent-decoding,
+with any query) it becomes a channel; on any other path 404. Anything else is handed,
+bytes unchanged, to uvicorn's HTTP protocol (``uvicorn_adapter.GuardedHttpProtocol``, which
+keeps the same budgets for later requests on the connection and hands a later channel
+upgrade back here). This is the only implementation of §4.1: the ASGI app has none.
 
-* the opening handshake: ``GET``, ``Sec-WebSocket-Version: 13`` (else 426 with
-  the version we speak), a ``Sec-WebSocket-Key`` of 16 bytes in base64 (else
-  400), no extension or subprotocol negotiated. A refusal before the upgrade
-  (429 rate limit, 503 fan-out down or shutting down) is a JSON error (§4);
-* the uuid frame at once, then the one message frame and close 1000 (§4.1
-  step 2), close 1001 at expiry (step 3);
-* anything the client sends that is not a control frame closes the channel
-  with 1008 (step 4; the payload is skipped, never buffered); a frame over
-  ``MAX_CLIENT_FRAME_BYTES`` gets 1009 and the connection is dropped at once;
-* ping → pong, pong ignored, a client close is answered and ends the socket;
-  broken framing (unmasked frame, reserved bits or opcodes, a fragmented or
-  oversized control frame, a bad close code) is 1002, a close reason that is
-  not UTF-8 is 1007;
-* after its own close frame the server waits ``CLOSE_TIMEOUT_S`` for the
-  client's, then drops the connection; shutdown sends 1012.
+The handshake is strict (RFC 6455 §4.2.1): ``GET``, HTTP/1.1, one ``Host``,
+``Upgrade: websocket`` as the one token, an ``upgrade`` token in ``Connection``, a
+``Sec-WebSocket-Key`` of 16 bytes in base64 (else 400), ``Sec-WebSocket-Version: 13``
+(else 426 naming 13); httptools refuses bare-LF line ends and control characters in
+header values (400). A refusal (429 rate limit, 503 fan-out down or shutting down) is a
+JSON error (§4). No extension or subprotocol is negotiated.
 
-There are no server pings: a channel lives at most ``--channel-ttl`` seconds
-and the expiry closes a dead one; clients may ping (answered).
+After the 101 the frames are the ``websockets`` sans-I/O ``Protocol`` (RFC 6455 framing,
+masking, close handshake), driven from this object: no task per socket. The channel:
+
+* the uuid frame at once, then the one message frame and close 1000 (§4.1 step 2), or
+  close 1001 at expiry (step 3);
+* a data frame from the client closes the channel with 1008 (step 4), one over
+  ``MAX_CLIENT_FRAME_BYTES`` with 1009; broken framing is 1002, a close reason that is not
+  UTF-8 1007 (the library's checks);
+* pings are answered within a per-socket budget of control frames (``control_frames``):
+  past it the connection is failed with 1008, so a ping flood costs the server a bounded
+  amount of work per socket;
+* write backpressure: when the kernel stops taking our output the socket is no longer
+  read (so no pong piles up), and past ``max_write_buffer_bytes`` unsent it is dropped;
+* after its own close frame the server waits ``CLOSE_TIMEOUT_S`` for the client's, then
+  aborts the connection (a close that waited for a client that never reads would hold the
+  socket forever); shutdown sends 1012.
+
+The life of a socket is one transition table (``TRANSITIONS``); every change of state goes
+through ``_go``, synchronously in one callback, so exactly one of delivery, expiry, client
+junk, client close or disconnect wins. When a channel ends, every callable in
+``Services.channel_ended`` is called with its id and a ``ChannelEnd``.
 """
 
 from __future__ import annotations
@@ -43,13 +51,21 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import enum
 import hashlib
 import json
 import logging
 import os
+import urllib.parse
 from typing import Any
 
+import httptools
+from websockets.frames import Opcode
+from websockets.protocol import SEND_EOF, Protocol, Side, State
+
 from textsecure_provision.errors import ProvisionError
+from textsecure_provision.server.addresses import SocketCounts, address_key
+from textsecure_provision.server.config import SocketBudgets
 from textsecure_provision.server.fanout.base import ChannelId
 from textsecure_provision.server.handlers import error_body, provision_error_response
 from textsecure_provision.server.routes.channels import (
@@ -63,19 +79,93 @@ from textsecure_provision.server.services import Services
 log = logging.getLogger(__name__)
 
 MAX_CLIENT_FRAME_BYTES = 4096  # a client has nothing to send (§4.1); larger frames: 1009
-MAX_REQUEST_BYTES = 16 * 1024  # the upgrade request as uvicorn hands it over
-CLOSE_TIMEOUT_S = 10.0  # waiting for the client's close frame after ours
-CLOSE_PROTOCOL_ERROR = 1002
-CLOSE_INVALID_DATA = 1007
-CLOSE_TOO_BIG = 1009
-CLOSE_SERVER_ERROR = 1011
+CLOSE_TIMEOUT_S = 10.0  # waiting for the client's close frame (or a drained buffer) after ours
+INPUT_SLICE_BYTES = 256  # frames are parsed this much at a time, budgets checked in between
+CLOSE_POLICY = 1008
 CLOSE_RESTARTING = 1012
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 §1.3
+_GET = b"GET "
+_CONTROL = (Opcode.PING, Opcode.PONG)
+_DATA = (Opcode.TEXT, Opcode.BINARY, Opcode.CONT)
 
-# Socket states. Every transition out of _OPEN happens synchronously in one callback, so
-# exactly one of delivery, expiry, client junk, client close or disconnect wins.
-_REQUEST, _OPENING, _OPEN, _CLOSING, _DONE, _DELEGATED, _SNIFF, _HANDED_OVER = range(8)
-_CHANNEL_REQUEST_LINE = b"GET " + b"/v1/temp_websocket"
+# The library logs every closed server connection at INFO; a relay closes thousands.
+_ws_log = logging.getLogger("textsecure_provision.server.channel_socket.frames")
+_ws_log.propagate = False
+_ws_log.setLevel(logging.WARNING)
+
+
+class Phase(enum.IntEnum):
+    HEAD = 0  # reading the first request head
+    OPENING = 1  # upgrade accepted; the channel is being registered
+    OPEN = 2  # 101 and uuid sent; waiting for the message, expiry or the client
+    CLOSING = 3  # our close frame is out (or the connection is being dropped)
+    DONE = 4  # the transport is closed or closing; nothing more happens
+    HANDED_OVER = 5  # a plain HTTP request: uvicorn's protocol owns the connection
+
+
+class Event(enum.Enum):
+    UPGRADE = "a valid channel upgrade request"
+    HTTP = "a request for the ASGI app"
+    REFUSE = "an HTTP refusal (4xx/5xx) instead of the upgrade"
+    OPENED = "the channel is registered; 101 and uuid sent"
+    DELIVER = "the one message arrived (§4.1 step 2)"
+    EXPIRE = "the channel's ttl passed (§4.1 step 3)"
+    CLIENT_SPOKE = "a data frame from the client (§4.1 step 4)"
+    CLIENT_CLOSED = "the client's close frame, or its answer to ours"
+    FAIL = "broken framing, a control-frame flood or an unread write buffer"
+    SHUTDOWN = "the server is stopping"
+    TIMEOUT = "the head, handshake or closing deadline passed"
+    LOST = "the TCP connection is gone"
+
+
+class ChannelEnd(enum.Enum):
+    """Why a channel ended (what ``Services.channel_ended`` callbacks receive)."""
+
+    DELIVERED = "delivered"
+    EXPIRED = "expired"
+    CLIENT_SPOKE = "client sent data"
+    CLIENT_CLOSED = "client closed"
+    FAILED = "protocol error or budget exceeded"
+    SHUTDOWN = "server shutting down"
+    LOST = "connection lost"
+
+
+P, E = Phase, Event
+TRANSITIONS: dict[tuple[Phase, Event], Phase] = {
+    (P.HEAD, E.UPGRADE): P.OPENING,
+    (P.HEAD, E.HTTP): P.HANDED_OVER,
+    (P.HEAD, E.REFUSE): P.DONE,
+    (P.HEAD, E.TIMEOUT): P.DONE,
+    (P.HEAD, E.SHUTDOWN): P.DONE,
+    (P.HEAD, E.LOST): P.DONE,
+    (P.OPENING, E.OPENED): P.OPEN,
+    (P.OPENING, E.REFUSE): P.DONE,
+    (P.OPENING, E.TIMEOUT): P.DONE,
+    (P.OPENING, E.SHUTDOWN): P.DONE,
+    (P.OPENING, E.LOST): P.DONE,
+    (P.OPEN, E.DELIVER): P.CLOSING,
+    (P.OPEN, E.EXPIRE): P.CLOSING,
+    (P.OPEN, E.CLIENT_SPOKE): P.CLOSING,
+    (P.OPEN, E.CLIENT_CLOSED): P.CLOSING,
+    (P.OPEN, E.FAIL): P.CLOSING,
+    (P.OPEN, E.SHUTDOWN): P.CLOSING,
+    (P.OPEN, E.LOST): P.DONE,
+    (P.CLOSING, E.CLIENT_CLOSED): P.DONE,
+    (P.CLOSING, E.FAIL): P.DONE,
+    (P.CLOSING, E.TIMEOUT): P.DONE,
+    (P.CLOSING, E.SHUTDOWN): P.DONE,
+    (P.CLOSING, E.LOST): P.DONE,
+}
+# How leaving OPEN ends the channel (delivery: the fan-out's claim already removed it).
+_ENDS = {
+    E.DELIVER: ChannelEnd.DELIVERED,
+    E.EXPIRE: ChannelEnd.EXPIRED,
+    E.CLIENT_SPOKE: ChannelEnd.CLIENT_SPOKE,
+    E.CLIENT_CLOSED: ChannelEnd.CLIENT_CLOSED,
+    E.FAIL: ChannelEnd.FAILED,
+    E.SHUTDOWN: ChannelEnd.SHUTDOWN,
+    E.LOST: ChannelEnd.LOST,
+}
 
 
 class _RandomPool:
@@ -120,41 +210,20 @@ def accept_key(key: bytes) -> bytes:
     return base64.b64encode(hashlib.sha1(key + _GUID).digest())  # noqa: S324 (the RFC's choice)
 
 
-def text_frame(text: str) -> bytes:
-    """One unmasked, final server text frame."""
-    data = text.encode()
-    n = len(data)
-    if n < 126:
-        return bytes((0x81, n)) + data
-    if n < 65536:
-        return bytes((0x81, 126)) + n.to_bytes(2, "big") + data
-    return bytes((0x81, 127)) + n.to_bytes(8, "big") + data
+# -- HTTP answers before the upgrade ---------------------------------------------------------------
 
-
-def close_frame(code: int) -> bytes:
-    return b"\x88\x02" + code.to_bytes(2, "big")
-
-
-_CLOSE_FRAMES = {
-    code: close_frame(code)
-    for code in (
-        CLOSE_DELIVERED,
-        CLOSE_EXPIRED,
-        CLOSE_PROTOCOL_ERROR,
-        CLOSE_INVALID_DATA,
-        CLOSE_CLIENT_SPOKE,
-        CLOSE_TOO_BIG,
-        CLOSE_SERVER_ERROR,
-        CLOSE_RESTARTING,
-    )
+_REASONS = {
+    400: "Bad Request",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    408: "Request Timeout",
+    426: "Upgrade Required",
+    429: "Too Many Requests",
+    431: "Request Header Fields Too Large",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
 }
-
-
-def valid_close_code(code: int) -> bool:
-    """Codes a peer may send in a close frame (RFC 6455 §7.4)."""
-    return code in (1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014) or (
-        3000 <= code <= 4999
-    )
 
 
 def _http_response(
@@ -181,45 +250,93 @@ def _error_response(exc: ProvisionError) -> bytes:
     return _http_response(status, _REASONS.get(status, "Error"), bytes(response.body), extra)
 
 
-_REASONS = {
-    400: "Bad Request",
-    403: "Forbidden",
-    404: "Not Found",
-    405: "Method Not Allowed",
-    426: "Upgrade Required",
-    429: "Too Many Requests",
-    500: "Internal Server Error",
-    503: "Service Unavailable",
-}
-
-
-def _plain_error(status: int, message: str, *extra: tuple[bytes, bytes]) -> bytes:
+def plain_error(status: int, message: str, *extra: tuple[bytes, bytes]) -> bytes:
     body = json.dumps(error_body(status, message), separators=(",", ":")).encode()
     return _http_response(status, _REASONS[status], body, list(extra))
 
 
-class _Hub:
-    """What every channel socket of one server shares (one instance per factory)."""
+_HEAD_TOO_LARGE = plain_error(431, "the request head is too large")
+_HEAD_TIMED_OUT = plain_error(408, "the request head took too long")
+_TOO_MANY_SOCKETS = plain_error(503, "too many open connections from your address")
+
+
+LINGER_S = 2.0  # after a refusal: how long the rest of a request is read and dropped
+
+
+def answer_and_linger(transport: asyncio.Transport, response: bytes) -> None:
+    """Write an HTTP refusal and half-close. What the client still sends is read and
+    dropped (the protocol ignores it) until its EOF or ``LINGER_S``: closing with unread
+    input would reset the connection, and the client could lose the answer to the reset."""
+    if transport.is_closing():
+        return
+    transport.write(response)
+    if transport.can_write_eof():
+        transport.write_eof()
+        asyncio.get_running_loop().call_later(LINGER_S, transport.abort)
+    else:
+        transport.close()
+
+
+def _token_list(value: bytes) -> list[bytes]:
+    return [t.strip().lower() for t in value.split(b",") if t.strip()]
+
+
+def check_upgrade(version: str, headers: list[tuple[bytes, bytes]]) -> bytes | None:
+    """RFC 6455 §4.2.1 on a parsed ``GET`` head (names lowercased): None when it is a valid
+    upgrade, else the HTTP refusal to send."""
+    if version != "1.1":
+        return plain_error(400, "a websocket upgrade needs HTTP/1.1")
+    found: dict[bytes, list[bytes]] = {}
+    for name, value in headers:
+        found.setdefault(name, []).append(value)
+    if len(found.get(b"host", ())) != 1:
+        return plain_error(400, "a websocket upgrade needs one Host header")
+    upgrade = [t for v in found.get(b"upgrade", ()) for t in _token_list(v)]
+    connection = [t for v in found.get(b"connection", ()) for t in _token_list(v)]
+    if upgrade != [b"websocket"] or b"upgrade" not in connection:
+        return plain_error(400, "not a websocket upgrade request")
+    if found.get(b"sec-websocket-version") != [b"13"]:
+        return plain_error(
+            426,
+            "this server speaks websocket version 13",
+            (b"sec-websocket-version", b"13"),
+            (b"upgrade", b"websocket"),
+        )
+    keys = found.get(b"sec-websocket-key", [])
+    try:
+        if len(keys) != 1 or len(base64.b64decode(keys[0], validate=True)) != 16:
+            raise ValueError(keys)
+    except (binascii.Error, ValueError):
+        return plain_error(400, "Sec-WebSocket-Key must be 16 bytes in base64")
+    return None
+
+
+# -- what the sockets of one server share ---------------------------------------------------------
+
+
+class Hub:
+    """Shared by every socket of one server: services, uvicorn's state, the budgets and the
+    per-address socket count."""
 
     __slots__ = (
         "app_state",
+        "budgets",
         "config",
         "connections",
-        "http_class",
         "proxy",
         "server_state",
+        "sockets",
         "svc",
         "tasks",
     )
 
-    def __init__(
-        self, svc: Services, config: Any, server_state: Any, app_state: Any, http_class: Any = None
-    ) -> None:
+    def __init__(self, svc: Services, config: Any, server_state: Any, app_state: Any) -> None:
         self.svc = svc
-        self.http_class = http_class
         self.config = config
         self.server_state = server_state
         self.app_state = app_state
+        self.budgets: SocketBudgets = svc.config.sockets
+        self.sockets = SocketCounts(self.budgets.max_sockets_per_address)
         self.connections: set[Any] = server_state.connections
         self.tasks: set[asyncio.Task[Any]] = server_state.tasks
         self.proxy: Any = None
@@ -236,52 +353,64 @@ class _Hub:
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
+    def slot_key(self, transport: asyncio.BaseTransport) -> str | None:
+        """The per-address key of a new connection, or None when it is not counted (a
+        trusted proxy: it speaks for many clients, and their addresses are in its headers)."""
+        peer = transport.get_extra_info("peername")
+        host = str(peer[0]) if isinstance(peer, tuple) and peer else "unknown"
+        if self.proxy is not None and host in self.proxy.trusted_hosts:
+            return None
+        return address_key(host)
+
+    def channel_socket(self, slot: str | None) -> ChannelSocket:
+        """A channel socket for a connection that already holds its slot (an upgrade on a
+        keep-alive connection, from uvicorn_adapter.py)."""
+        return ChannelSocket(self, slot, counted=True)
+
+    @staticmethod
+    def head_too_large() -> bytes:
+        return _HEAD_TOO_LARGE
+
+    @staticmethod
+    def head_timed_out() -> bytes:
+        return _HEAD_TIMED_OUT
+
 
 async def _noop_app(scope: Any, receive: Any, send: Any) -> None:
     return None
 
 
-class ChannelSocketFactory:
-    """uvicorn's ``ws=`` setting: called as ``factory(config=, server_state=, app_state=)``
-    for every websocket upgrade that uvicorn's HTTP protocol parsed, like a protocol class."""
-
+class _Factory:
     def __init__(self, svc: Services) -> None:
         self.svc = svc
-        self._hub: _Hub | None = None
+        self._hub: Hub | None = None
 
-    def __call__(
-        self, config: Any, server_state: Any, app_state: Any, _loop: Any = None
-    ) -> asyncio.Protocol:
+    def hub(self, config: Any, server_state: Any, app_state: Any) -> Hub:
         hub = self._hub
         if hub is None or hub.server_state is not server_state:
-            hub = self._hub = _Hub(self.svc, config, server_state, app_state)
-        return ChannelSocket(hub, _REQUEST)
+            hub = self._hub = Hub(self.svc, config, server_state, app_state)
+        return hub
 
 
-class ChannelHttpFactory:
-    """uvicorn's ``http=`` setting: every new connection first meets a ``ChannelSocket`` that
-    looks at its first request. A websocket upgrade of ``/v1/temp_websocket`` is served on
-    the spot; anything else is handed, bytes unchanged, to ``http_class`` (uvicorn's own
-    HTTP protocol), which then owns the connection as if it had accepted it. This skips
-    uvicorn's HTTP parsing and its per-connection setup for the one request a channel
-    socket ever makes (profiled: ~10 % of a rendezvous); a channel upgrade that arrives
-    later on a keep-alive connection still reaches ``ChannelSocketFactory`` through
-    uvicorn."""
+class ChannelHttpFactory(_Factory):
+    """uvicorn's ``http=`` setting: every new connection starts as a ``ChannelSocket``."""
 
     alpn_protocols = None  # as uvicorn's HTTP/1.1 protocols (TLS ALPN is left alone)
 
-    def __init__(self, svc: Services, http_class: Any) -> None:
-        self.svc = svc
-        self.http_class = http_class
-        self._hub: _Hub | None = None
+    def __call__(
+        self, config: Any, server_state: Any, app_state: Any, _loop: Any = None
+    ) -> asyncio.Protocol:
+        return ChannelSocket(self.hub(config, server_state, app_state), None, counted=False)
+
+
+class ChannelSocketFactory(_Factory):
+    """uvicorn's ``ws=`` setting, for uvicorn's own upgrade path (GuardedHttpProtocol takes
+    upgrades itself; this is there so that uvicorn knows websockets are served)."""
 
     def __call__(
         self, config: Any, server_state: Any, app_state: Any, _loop: Any = None
     ) -> asyncio.Protocol:
-        hub = self._hub
-        if hub is None or hub.server_state is not server_state:
-            hub = self._hub = _Hub(self.svc, config, server_state, app_state, self.http_class)
-        return ChannelSocket(hub, _SNIFF)
+        return ChannelSocket(self.hub(config, server_state, app_state), None, counted=False)
 
 
 async def _close_channel(svc: Services, channel_id: ChannelId) -> None:
@@ -291,125 +420,252 @@ async def _close_channel(svc: Services, channel_id: ChannelId) -> None:
         log.warning("could not unregister a closed channel", exc_info=True)
 
 
+class _HeadComplete(Exception):
+    """Raised from the parser's callback to stop httptools at the end of the first head."""
+
+
 class ChannelSocket(asyncio.Protocol):
-    """One websocket on ``/v1/temp_websocket`` (see the module docstring)."""
+    """One connection: its first request head, then (for a channel) the websocket."""
 
-    __slots__ = ("_buf", "_delegate", "_hub", "_id", "_skip", "_state", "_timer", "transport")
+    __slots__ = (
+        "_buf",
+        "_counted",
+        "_head_done",
+        "_headers",
+        "_hub",
+        "_id",
+        "_parser",
+        "_phase",
+        "_slot",
+        "_timer",
+        "_tokens",
+        "_tokens_at",
+        "_upgrade",
+        "_url",
+        "_via_http",
+        "_ws",
+        "transport",
+    )
 
-    def __init__(self, hub: _Hub, state: int) -> None:
+    def __init__(self, hub: Hub, slot: str | None, *, counted: bool) -> None:
         self._hub = hub
         self.transport: asyncio.Transport | None = None
-        self._state = state
-        self._buf = b""  # unparsed bytes (the request, or a partial client frame)
-        self._skip = 0  # payload bytes of a refused client frame still to discard
+        self._phase = Phase.HEAD
+        self._slot = slot  # key in hub.sockets while this object holds the connection's slot
+        self._counted = counted
+        self._via_http = counted  # an upgrade uvicorn's protocol gave back: never hand it over
+        self._buf = b""  # the head so far (HEAD), or client bytes before the channel opened
+        self._parser: Any = None
+        self._url = b""
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._head_done = False
+        self._upgrade = False  # httptools saw Connection: upgrade with an Upgrade header
         self._id: ChannelId | None = None
         self._timer: asyncio.TimerHandle | None = None
-        self._delegate: asyncio.Protocol | None = None  # another path: see _delegate_to_asgi
+        self._ws: Protocol | None = None
+        self._tokens = 0.0  # the control-frame budget, filled on first use
+        self._tokens_at = -1.0
+
+    def _go(self, event: Event) -> bool:
+        """Take ``event`` if the table allows it from the current phase; False if not (the
+        event lost a race and is ignored). Leaving OPEN ends the channel."""
+        old = self._phase
+        new = TRANSITIONS.get((old, event))
+        if new is None:
+            return False
+        self._phase = new
+        if old is Phase.OPEN and self._id is not None:
+            self._channel_ended(_ENDS[event])
+        return True
+
+    def _channel_ended(self, how: ChannelEnd) -> None:
+        svc = self._hub.svc
+        channel_id = self._id
+        assert channel_id is not None
+        if how is not ChannelEnd.DELIVERED:  # delivery: the fan-out's claim removed it
+            self._hub.spawn(_close_channel(svc, channel_id))
+        for hook in svc.channel_ended:
+            try:
+                hook(channel_id, how)
+            except Exception:
+                log.exception("a channel_ended hook failed")
 
     # -- asyncio.Protocol ------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
-        self._hub.connections.add(self)  # so that uvicorn's shutdown reaches it
+        hub = self._hub
+        hub.connections.add(self)  # so that uvicorn's shutdown reaches it
+        if not self._counted:
+            key = hub.slot_key(transport)
+            self._counted = True
+            if key is not None:
+                if not hub.sockets.acquire(key):
+                    self._go(Event.REFUSE)
+                    self._refuse(_TOO_MANY_SOCKETS)
+                    return
+                self._slot = key
+        budgets = hub.budgets
+        transport.set_write_buffer_limits(high=budgets.max_write_buffer_bytes // 2)  # type: ignore[attr-defined]
+        self._timer = asyncio.get_running_loop().call_later(
+            budgets.head_timeout_s, self._deadline_passed
+        )
 
     def data_received(self, data: bytes) -> None:
-        state = self._state
-        if state == _DELEGATED:
-            self._delegate.data_received(data)  # type: ignore[union-attr]
-        elif state == _SNIFF:
-            self._sniff(data)
-        elif state == _REQUEST:
-            self._on_request(data)
-        elif state == _OPENING:
-            if len(self._buf) + len(data) > MAX_REQUEST_BYTES:
+        phase = self._phase
+        if phase is Phase.OPEN or phase is Phase.CLOSING:
+            self._on_frames(data)
+        elif phase is Phase.HEAD:
+            self._on_head(data)
+        elif phase is Phase.OPENING:  # the client spoke before it saw the uuid
+            if len(self._buf) + len(data) > MAX_CLIENT_FRAME_BYTES * 2:
                 self._abort()
             else:
-                self._buf += data  # read once the channel is open
-        elif state != _DONE:
-            self._on_frames(data)
+                self._buf += data
 
     def eof_received(self) -> bool | None:
-        if self._state == _DELEGATED:
-            return self._delegate.eof_received()  # type: ignore[union-attr]
-        return None  # the transport closes itself
+        return None  # the transport closes itself; connection_lost follows
 
     def pause_writing(self) -> None:
-        if self._state == _DELEGATED:
-            self._delegate.pause_writing()  # type: ignore[union-attr]
-        # A channel writes a few hundred bytes in all: nothing to throttle.
+        # The client does not read what we send: stop reading what it sends (no more pongs
+        # pile up); past the bound, _flush drops the connection.
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.pause_reading()
 
     def resume_writing(self) -> None:
-        if self._state == _DELEGATED:
-            self._delegate.resume_writing()  # type: ignore[union-attr]
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        state = self._state
-        if state == _DELEGATED:
-            self._delegate.connection_lost(exc)  # type: ignore[union-attr]
+        if self._phase is Phase.HANDED_OVER:  # pragma: no cover - the new protocol is called
             return
-        if state == _HANDED_OVER:  # pragma: no cover - the transport calls the new protocol
-            return
-        self._state = _DONE
+        was_open = self._id is not None  # OPENED happened: the gauge counted this channel
+        self._go(Event.LOST)
+        self._phase = Phase.DONE
         self._hub.connections.discard(self)
         self._cancel_timer()
-        if state == _OPEN and self._id is not None:  # the client left first
-            self._hub.spawn(_close_channel(self._hub.svc, self._id))
-        if state in (_OPEN, _CLOSING):
+        self._release_slot()
+        self._ws = None
+        self._parser = None
+        self._id = None
+        if was_open:
             self._hub.svc.metrics.open_channels -= 1
 
     # -- uvicorn's graceful shutdown -----------------------------------------------------------
     def shutdown(self) -> None:
-        state = self._state
-        if state == _OPENING:
-            self._refuse(_plain_error(503, "the server is shutting down"))
-        elif state == _OPEN:
-            self._state = _CLOSING
-            if self._id is not None:
-                self._hub.spawn(_close_channel(self._hub.svc, self._id))
-            self._write(_CLOSE_FRAMES[CLOSE_RESTARTING])
+        phase = self._phase
+        if phase is Phase.OPENING:
+            self._go(Event.SHUTDOWN)
+            self._refuse(plain_error(503, "the server is shutting down"))
+        elif phase is Phase.OPEN:
+            self._go(Event.SHUTDOWN)
+            self._send_close(CLOSE_RESTARTING)
             self._close_transport()
-        elif state in (_SNIFF, _REQUEST, _CLOSING):
+        elif phase in (Phase.HEAD, Phase.CLOSING):
+            self._go(Event.SHUTDOWN)
             self._close_transport()
 
-    # -- the first request on a new connection (ChannelHttpFactory) -----------------------------
-    def _sniff(self, data: bytes) -> None:
+    # -- the first request head ------------------------------------------------------------------
+    def _on_head(self, data: bytes) -> None:
         buf = self._buf + data if self._buf else data
-        prefix = _CHANNEL_REQUEST_LINE
-        if not (buf.startswith(prefix) if len(buf) > len(prefix) else prefix.startswith(buf)):
-            self._hand_over(buf)  # the common case for anything else: decided on byte one
-            return
-        if len(buf) > len(prefix) and buf[len(prefix)] not in b" ?":
-            self._hand_over(buf)  # another path that merely starts the same
-            return
-        end = buf.find(b"\r\n\r\n")
-        if end < 0:
-            if len(buf) > MAX_REQUEST_BYTES:
-                self._hand_over(buf)  # uvicorn answers an oversized head its own way
+        parser = self._parser
+        if parser is None:
+            if not (buf.startswith(_GET) if len(buf) >= 4 else _GET.startswith(buf)):
+                self._hand_over(buf)  # not a GET, so not an upgrade: decided on byte one
+                return
+            if len(buf) < 4:
+                self._buf = buf
+                return
+            parser = self._parser = httptools.HttpRequestParser(self)
+            fed = buf
+        else:
+            fed = data
+        try:
+            parser.feed_data(fed)
+        except httptools.HttpParserError:  # also _HeadComplete, from on_headers_complete
+            if not self._head_done:
+                self._go(Event.REFUSE)
+                self._refuse(plain_error(400, "malformed request"))
+                return
+        if not self._head_done:
+            if len(buf) > self._hub.budgets.max_head_bytes:
+                self._go(Event.REFUSE)
+                self._refuse(_HEAD_TOO_LARGE)
             else:
                 self._buf = buf
             return
-        upgrade = connection = b""
-        for line in buf[:end].split(b"\r\n")[1:]:
-            name, _, value = line.partition(b":")
-            name = name.strip().lower()
-            if name == b"upgrade":
-                upgrade = value.lower()
-            elif name == b"connection":
-                connection = value.lower()
-        if b"websocket" in upgrade and b"upgrade" in connection:
-            self._buf = b""
-            self._state = _REQUEST
-            self._on_request(buf)
-        else:
-            self._hand_over(buf)  # a plain GET (426 from the route), or a bad upgrade
+        # httptools accepts only CRLF line ends, so the head ends at the first blank line.
+        tail = buf[buf.index(b"\r\n\r\n") + 4 :] if self._upgrade else None
+        self._on_head_complete(buf, tail)
+
+    # httptools callbacks (the parser lives only until the head is complete)
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers.append((name.lower(), value))
+
+    def on_headers_complete(self) -> None:
+        self._head_done = True
+        self._upgrade = bool(self._parser.should_upgrade())
+        raise _HeadComplete  # stop here: what follows is the next request, or frames
+
+    def _on_head_complete(self, buf: bytes, tail: bytes | None) -> None:
+        parser, self._parser = self._parser, None
+        headers, self._headers = self._headers, []
+        url, self._url = self._url, b""
+        head_size = len(url) + sum(len(name) + len(value) + 4 for name, value in headers)
+        if head_size > self._hub.budgets.max_head_bytes:
+            self._go(Event.REFUSE)
+            self._refuse(_HEAD_TOO_LARGE)
+            return
+        upgrade = [t for name, v in headers if name == b"upgrade" for t in _token_list(v)]
+        asks_upgrade = bool(upgrade) or any(
+            name == b"connection" and b"upgrade" in _token_list(value) for name, value in headers
+        )
+        try:
+            path = urllib.parse.unquote(httptools.parse_url(url).path.decode("ascii"))
+        except (httptools.HttpParserInvalidURLError, UnicodeDecodeError):
+            path = ""
+        if not asks_upgrade or (path != PATH and b"websocket" not in upgrade):
+            self._hand_over(buf)  # a plain GET (the channel path answers 426 from the route)
+            return
+        self._buf = b""
+        if path != PATH:
+            self._go(Event.REFUSE)
+            self._refuse(plain_error(404, "no websocket endpoint here"))
+            return
+        refusal = check_upgrade(parser.get_http_version(), headers)
+        if refusal is None and tail is None:  # httptools did not see an upgrade either
+            refusal = plain_error(400, "not a websocket upgrade request")
+        if refusal is None and self._hub.svc.stopping:
+            refusal = plain_error(503, "the server is shutting down")
+        if refusal is not None:
+            self._go(Event.REFUSE)
+            self._refuse(refusal)
+            return
+        key = next(value for name, value in headers if name == b"sec-websocket-key")
+        self._go(Event.UPGRADE)
+        self._buf = tail or b""
+        self._hub.spawn(self._open(key, headers))
 
     def _hand_over(self, buf: bytes) -> None:
         """Give the connection to uvicorn's HTTP protocol as if it had accepted it."""
+        from textsecure_provision.server.uvicorn_adapter import GuardedHttpProtocol
+
         hub = self._hub
-        http = hub.http_class(
-            config=hub.config, server_state=hub.server_state, app_state=hub.app_state
-        )
-        self._state = _HANDED_OVER
+        if self._via_http:  # pragma: no cover - uvicorn only gives back websocket upgrades
+            self._go(Event.REFUSE)
+            self._refuse(plain_error(400, "not a websocket upgrade request"))
+            return
+        self._go(Event.HTTP)
+        self._cancel_timer()
+        self._parser = None
         self._buf = b""
+        self._headers = []
+        slot, self._slot = self._slot, None
+        http = GuardedHttpProtocol(
+            hub.config, hub.server_state, hub.app_state, hub=hub, slot=slot
+        )
         hub.connections.discard(self)
         transport = self.transport
         assert transport is not None
@@ -418,276 +674,200 @@ class ChannelSocket(asyncio.Protocol):
         http.data_received(buf)
 
     # -- the opening handshake -------------------------------------------------------------------
-    def _on_request(self, data: bytes) -> None:
-        buf = self._buf + data
-        end = buf.find(b"\r\n\r\n")
-        if end < 0:
-            if len(buf) > MAX_REQUEST_BYTES:
-                self._refuse(_plain_error(400, "the upgrade request is too large"))
-            else:
-                self._buf = buf
-            return
-        self._buf = b""
-        lines = buf[:end].split(b"\r\n")
-        parts = lines[0].split(b" ")
-        if len(parts) != 3:
-            self._refuse(_plain_error(400, "malformed request line"))
-            return
-        method, target, _version = parts
-        if target.partition(b"?")[0] != PATH.encode():
-            self._delegate_to_asgi(buf)
-            return
-        headers: dict[bytes, bytes] = {}
-        raw_headers: list[tuple[bytes, bytes]] = []
-        for line in lines[1:]:
-            name, sep, value = line.partition(b":")
-            if not sep:
-                self._refuse(_plain_error(400, "malformed header line"))
-                return
-            name = name.strip().lower()
-            value = value.strip()
-            raw_headers.append((name, value))
-            if name in headers:
-                headers[name] += b", " + value
-            else:
-                headers[name] = value
-        refusal = self._check_upgrade(method, headers)
-        if refusal is not None:
-            self._refuse(refusal)
-            return
-        if self._hub.svc.stopping:
-            self._refuse(_plain_error(503, "the server is shutting down"))
-            return
-        self._state = _OPENING
-        self._buf = buf[end + 4 :]
-        self._hub.spawn(self._open(headers[b"sec-websocket-key"], raw_headers))
-
-    @staticmethod
-    def _check_upgrade(method: bytes, headers: dict[bytes, bytes]) -> bytes | None:
-        """The RFC 6455 §4.2.1 checks uvicorn has not made; a refusal, or None."""
-        if method != b"GET":
-            return _plain_error(405, "a websocket upgrade is a GET", (b"allow", b"GET"))
-        upgrade = headers.get(b"upgrade", b"").lower()
-        connection = headers.get(b"connection", b"").lower()
-        if b"websocket" not in upgrade or b"upgrade" not in connection:
-            return _plain_error(400, "not a websocket upgrade request")
-        if headers.get(b"sec-websocket-version") != b"13":
-            return _plain_error(
-                426,
-                "this server speaks websocket version 13",
-                (b"sec-websocket-version", b"13"),
-                (b"upgrade", b"websocket"),
-            )
-        key = headers.get(b"sec-websocket-key", b"")
-        try:
-            if len(base64.b64decode(key, validate=True)) != 16:
-                raise ValueError(key)
-        except (binascii.Error, ValueError):
-            return _plain_error(400, "Sec-WebSocket-Key must be 16 bytes in base64")
-        return None
-
-    async def _open(self, key: bytes, raw_headers: list[tuple[bytes, bytes]]) -> None:
+    async def _open(self, key: bytes, headers: list[tuple[bytes, bytes]]) -> None:
         hub = self._hub
         svc = hub.svc
         try:
-            address = await self._client_address(raw_headers)
+            address = await self._client_address(headers)
             await svc.limits.enforce("channel_create_address", address)
             channel_id = new_channel_id()
             ttl = svc.config.channel_ttl_s
             # Registered before the uuid leaves, so a PUT right after it finds the channel.
             await svc.fanout.open_channel(channel_id, self.deliver, ttl)
         except ProvisionError as exc:  # 429, or 503 when the fan-out is down
-            self._refuse(_error_response(exc))
+            if self._go(Event.REFUSE):
+                self._refuse(_error_response(exc))
             return
         except Exception:
             log.exception("could not open a channel")
             svc.metrics.internal_errors += 1
-            self._refuse(_plain_error(500, "internal error"))
+            if self._go(Event.REFUSE):
+                self._refuse(plain_error(500, "internal error"))
             return
-        if self._state != _OPENING:  # the client left (or shutdown) while we waited
+        if not self._go(Event.OPENED):  # the client left, shutdown or the deadline, meanwhile
             await _close_channel(svc, channel_id)
             return
         self._id = channel_id
-        self._state = _OPEN
         svc.metrics.channels_opened += 1
         svc.metrics.open_channels += 1
+        self._cancel_timer()
+        ws = self._ws = Protocol(
+            Side.SERVER, state=State.OPEN, max_size=MAX_CLIENT_FRAME_BYTES, logger=_ws_log
+        )
         self._write(
             b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\n"
-            b"sec-websocket-accept: "
-            + accept_key(key)
-            + b"\r\n\r\n"
-            + text_frame(f'{{"uuid":"{channel_id}"}}')  # the id is [0-9a-f-]: no escaping
+            b"sec-websocket-accept: " + accept_key(key) + b"\r\n\r\n"
         )
+        ws.send_text(f'{{"uuid":"{channel_id}"}}'.encode())  # the id is [0-9a-f-]: no escaping
+        self._flush()
         self._timer = asyncio.get_running_loop().call_later(ttl, self._expire)
         if self._buf:  # the client spoke before it saw the uuid
             early, self._buf = self._buf, b""
             self._on_frames(early)
 
-    async def _client_address(self, raw_headers: list[tuple[bytes, bytes]]) -> str:
+    async def _client_address(self, headers: list[tuple[bytes, bytes]]) -> str:
         transport = self.transport
         peer = transport.get_extra_info("peername") if transport is not None else None
         client = (str(peer[0]), int(peer[1])) if isinstance(peer, tuple) else None
         if self._hub.proxy is not None:
-            scope: dict[str, Any] = {"type": "websocket", "client": client, "headers": raw_headers}
+            scope: dict[str, Any] = {"type": "websocket", "client": client, "headers": headers}
             await self._hub.proxy(scope, None, None)  # rewrites scope["client"] if trusted
             client = scope["client"]
         return str(client[0]) if client else "unknown"
 
-    def _delegate_to_asgi(self, request: bytes) -> None:
-        """Not the channel path: uvicorn's websockets-sansio protocol and the ASGI app serve
-        it; this object only forwards the transport's calls (uvicorn set it as the protocol)."""
-        from uvicorn.protocols.websockets.websockets_sansio_impl import (
-            WebSocketsSansIOProtocol,
-        )
-
-        hub = self._hub
-        delegate = WebSocketsSansIOProtocol(
-            config=hub.config, server_state=hub.server_state, app_state=hub.app_state
-        )
-        self._state = _DELEGATED
-        self._delegate = delegate
-        hub.connections.discard(self)  # the delegate registers itself
-        delegate.connection_made(self.transport)  # type: ignore[arg-type]
-        delegate.data_received(request)
-
     def _refuse(self, response: bytes) -> None:
-        """An HTTP answer instead of the upgrade, then close."""
-        self._state = _DONE
+        """An HTTP answer instead of the upgrade, then close (the phase is already DONE)."""
         self._hub.connections.discard(self)
-        self._write(response)
-        self._close_transport()
+        self._cancel_timer()
+        self._parser = None
+        self._buf = b""
+        if self.transport is not None:
+            answer_and_linger(self.transport, response)
+
+    def _deadline_passed(self) -> None:
+        """The head/handshake deadline (HEAD, OPENING) or the closing one (CLOSING)."""
+        self._timer = None
+        phase = self._phase
+        if not self._go(Event.TIMEOUT):
+            return
+        if phase is Phase.HEAD:
+            self._refuse(_HEAD_TIMED_OUT)
+        elif phase is Phase.OPENING:
+            self._refuse(plain_error(503, "the channel could not be opened in time"))
+        else:  # CLOSING: the client never answered our close, or never read it
+            self._abort()
 
     # -- the channel -----------------------------------------------------------------------------
     async def deliver(self, frame: str) -> bool:
         """The fan-out sink: the one message frame, then close 1000 (§4.1 step 2)."""
-        if self._state != _OPEN or self.transport is None or self.transport.is_closing():
+        if self._phase is not Phase.OPEN or self.transport is None or self.transport.is_closing():
             return False
-        self._start_closing(text_frame(frame) + _CLOSE_FRAMES[CLOSE_DELIVERED])
+        self._go(Event.DELIVER)
+        ws = self._ws
+        assert ws is not None
+        ws.send_text(frame.encode())
+        self._start_closing(CLOSE_DELIVERED)
         return True
 
     def _expire(self) -> None:
-        """Timer callback: close 1001 (§4.1 step 3); the fan-out entry goes first."""
+        """Timer callback: close 1001 (§4.1 step 3)."""
         self._timer = None
-        if self._state == _OPEN and self._id is not None:
+        if self._go(Event.EXPIRE):
             self._hub.svc.metrics.channels_expired += 1
-            self._hub.spawn(_close_channel(self._hub.svc, self._id))
-            self._start_closing(_CLOSE_FRAMES[CLOSE_EXPIRED])
+            self._start_closing(CLOSE_EXPIRED)
 
-    def _fail(self, code: int) -> None:
-        """The client broke the channel's rules (§4.1 step 4) or the framing: close ``code``."""
-        if self._state == _OPEN and self._id is not None:
-            self._hub.spawn(_close_channel(self._hub.svc, self._id))
-        if self._state != _OPEN:  # our close frame already left: just drop the connection
-            self._close_transport()
-        elif code == CLOSE_CLIENT_SPOKE:
-            self._start_closing(_CLOSE_FRAMES[code])  # a polite close: wait for theirs
-        else:  # too big (not worth reading past) or broken framing (RFC 6455 §7.1.7)
-            self._state = _CLOSING
-            self._write(_CLOSE_FRAMES[code])
-            self._close_transport()
-
-    def _start_closing(self, data: bytes) -> None:
-        self._state = _CLOSING
+    def _start_closing(self, code: int) -> None:
+        """Our close frame, then up to CLOSE_TIMEOUT_S for the client's."""
         self._cancel_timer()
-        self._write(data)
-        self._timer = asyncio.get_running_loop().call_later(CLOSE_TIMEOUT_S, self._close_transport)
+        self._send_close(code)
+        if self._phase is Phase.CLOSING:
+            self._timer = asyncio.get_running_loop().call_later(
+                CLOSE_TIMEOUT_S, self._deadline_passed
+            )
 
-    # -- client frames (RFC 6455 §5.2) -------------------------------------------------------------
+    def _send_close(self, code: int) -> None:
+        ws = self._ws
+        if ws is not None and ws.state is State.OPEN:
+            ws.send_close(code)
+        self._flush()
+
+    # -- client frames ---------------------------------------------------------------------------
     def _on_frames(self, data: bytes) -> None:
-        if self._skip:
-            if len(data) <= self._skip:
-                self._skip -= len(data)
+        ws = self._ws
+        if ws is None:
+            return
+        for start in range(0, len(data), INPUT_SLICE_BYTES):
+            ws.receive_data(data[start : start + INPUT_SLICE_BYTES])
+            for frame in ws.events_received():
+                op = frame.opcode
+                if op in _CONTROL:
+                    if not self._spend_control_frame():
+                        # The library has already queued a pong for every ping of this
+                        # slice: drop them with the connection, so the flood gets nothing.
+                        ws.data_to_send()
+                        self._go(Event.FAIL)
+                        ws.fail(CLOSE_POLICY, "too many control frames")
+                        break
+                elif op is Opcode.CLOSE:
+                    self._go(Event.CLIENT_CLOSED)  # the library answers it, then EOF
+                elif op in _DATA and self._go(Event.CLIENT_SPOKE):
+                    code = CLOSE_CLIENT_SPOKE
+                    ws.send_close(code)
+                    self._timer = asyncio.get_running_loop().call_later(
+                        CLOSE_TIMEOUT_S, self._deadline_passed
+                    )
+            if ws.parser_exc is not None:  # broken framing: the library failed the connection
+                self._go(Event.FAIL)
+            self._flush()
+            if self._phase is Phase.DONE or self.transport is None:
                 return
-            data = data[self._skip :]
-            self._skip = 0
-        buf = self._buf + data if self._buf else data
-        pos = 0
-        end = len(buf)
-        while self._state in (_OPEN, _CLOSING) and end - pos >= 2:
-            b0, b1 = buf[pos], buf[pos + 1]
-            opcode = b0 & 0x0F
-            n = b1 & 0x7F
-            head = 2
-            if n == 126:
-                if end - pos < 4:
-                    break
-                n = int.from_bytes(buf[pos + 2 : pos + 4], "big")
-                head = 4
-            elif n == 127:
-                if end - pos < 10:
-                    break
-                n = int.from_bytes(buf[pos + 2 : pos + 10], "big")
-                head = 10
-            if b0 & 0x70 or not b1 & 0x80 or n >> 63:  # reserved bits, unmasked, bad length
-                self._fail(CLOSE_PROTOCOL_ERROR)
-                return
-            head += 4  # the masking key
-            if opcode in (0x0, 0x1, 0x2):  # data: the channel carries nothing from the client
-                if self._state == _OPEN:
-                    self._fail(CLOSE_TOO_BIG if n > MAX_CLIENT_FRAME_BYTES else CLOSE_CLIENT_SPOKE)
-                available = end - pos - head
-                if available < 0:
-                    break  # the header itself is incomplete: wait for it
-                if n > available:
-                    self._skip = n - available
-                    pos = end
-                    break
-                pos += head + n
-                continue
-            if opcode < 0x8 or opcode > 0xA or not b0 & 0x80 or n > 125:
-                self._fail(CLOSE_PROTOCOL_ERROR)
-                return
-            if end - pos < head + n:
-                break
-            mask = buf[pos + head - 4 : pos + head]
-            payload = bytes(b ^ mask[i % 4] for i, b in enumerate(buf[pos + head : pos + head + n]))
-            pos += head + n
-            if opcode == 0x9:  # ping → pong with the same payload
-                if self._state == _OPEN:
-                    self._write(bytes((0x8A, n)) + payload)
-            elif opcode == 0x8:
-                self._on_close_frame(payload)
-                return
-            # 0xA pong: nothing to do
-        self._buf = buf[pos:] if pos < end else b""
 
-    def _on_close_frame(self, payload: bytes) -> None:
-        state = self._state
-        if state == _CLOSING:  # the answer to our close: the handshake is complete
-            self._close_transport()
-            return
-        if len(payload) == 1:
-            self._fail(CLOSE_PROTOCOL_ERROR)
-            return
-        code = CLOSE_DELIVERED
-        if payload:
-            code = int.from_bytes(payload[:2], "big")
-            if not valid_close_code(code):
-                self._fail(CLOSE_PROTOCOL_ERROR)
-                return
-            try:
-                payload[2:].decode("utf-8")
-            except UnicodeDecodeError:
-                self._fail(CLOSE_INVALID_DATA)
-                return
-        # The client closes first: unregister, answer with its code, drop the connection.
-        if self._id is not None:
-            self._hub.spawn(_close_channel(self._hub.svc, self._id))
-        self._state = _CLOSING
-        self._cancel_timer()
-        self._write(close_frame(code))
-        self._close_transport()
+    def _spend_control_frame(self) -> bool:
+        """The per-socket token bucket of control frames (pings, pongs)."""
+        rule = self._hub.budgets.control_frames
+        if rule is None:
+            return True
+        now = asyncio.get_running_loop().time()
+        if self._tokens_at < 0:
+            self._tokens, self._tokens_at = float(rule.count), now
+        else:
+            refill = (now - self._tokens_at) * rule.count / rule.period_s
+            self._tokens = min(float(rule.count), self._tokens + refill)
+            self._tokens_at = now
+        if self._tokens < 1.0:
+            return False
+        self._tokens -= 1.0
+        return True
 
     # -- plumbing ----------------------------------------------------------------------------------
+    def _flush(self) -> None:
+        """Write what the websocket protocol has queued; its end-of-stream closes TCP."""
+        ws = self._ws
+        if ws is None:
+            return
+        eof = False
+        for chunk in ws.data_to_send():
+            if chunk is SEND_EOF or not chunk:
+                eof = True
+            else:
+                self._write(chunk)
+        if eof:
+            if self._phase is Phase.CLOSING:
+                self._go(Event.CLIENT_CLOSED if ws.close_rcvd is not None else Event.FAIL)
+            self._close_transport()
+
     def _write(self, data: bytes) -> None:
         transport = self.transport
-        if transport is not None and not transport.is_closing():
-            transport.write(data)
+        if transport is None or transport.is_closing():
+            return
+        transport.write(data)
+        if transport.get_write_buffer_size() > self._hub.budgets.max_write_buffer_bytes:
+            # The client reads nothing of what it provokes: drop it, with its buffer.
+            while self._go(Event.FAIL):  # OPEN → CLOSING → DONE
+                pass
+            self._abort()
 
     def _close_transport(self) -> None:
+        """Close; a client that does not read what is left is aborted after the deadline."""
         self._cancel_timer()
-        if self.transport is not None:
-            self.transport.close()
+        transport = self.transport
+        if transport is None:
+            return
+        if transport.get_write_buffer_size():
+            transport.close()
+            self._timer = asyncio.get_running_loop().call_later(CLOSE_TIMEOUT_S, self._abort)
+        else:
+            transport.close()
 
     def _abort(self) -> None:
         self._cancel_timer()
@@ -698,3 +878,8 @@ class ChannelSocket(asyncio.Protocol):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+
+    def _release_slot(self) -> None:
+        if self._slot is not None:
+            self._hub.sockets.release(self._slot)
+            self._slot = None

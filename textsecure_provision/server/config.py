@@ -90,22 +90,63 @@ class RateLimits:
         return replace(self, **{name: rule})
 
 
+# Per-client connection budgets (docs/server.md, docs/security.md): what one client may hold
+# of the server's sockets, memory and CPU before any request is routed.
+MAX_SOCKETS_PER_ADDRESS = 256  # open connections per address (IPv6: per /64)
+HEAD_TIMEOUT_S = 10.0  # connect → request head complete → websocket handshake done
+MAX_HEAD_BYTES = 16 * 1024  # request line + headers, on every path; over it: 431
+MAX_WRITE_BUFFER_BYTES = 64 * 1024  # unsent output per socket: reading stops at half, drop at it
+CONTROL_FRAMES = Rule(10, 10)  # pings/pongs per channel socket: 10 at once, 1/s sustained
+
+
+@dataclass(frozen=True)
+class SocketBudgets:
+    """What one client may hold at the socket level; ``None`` turns a budget off."""
+
+    max_sockets_per_address: int | None = MAX_SOCKETS_PER_ADDRESS
+    head_timeout_s: float = HEAD_TIMEOUT_S
+    max_head_bytes: int = MAX_HEAD_BYTES
+    max_write_buffer_bytes: int = MAX_WRITE_BUFFER_BYTES
+    control_frames: Rule | None = CONTROL_FRAMES
+
+    def __post_init__(self) -> None:
+        if self.max_sockets_per_address is not None and self.max_sockets_per_address < 1:
+            raise InvalidInputError("--max-sockets-per-address must be at least 1 (or off)")
+        if not 0 < self.head_timeout_s <= 3600:
+            raise InvalidInputError("--head-timeout must be more than 0 and at most 3600 s")
+        if not 1024 <= self.max_head_bytes <= 1024 * 1024:
+            raise InvalidInputError("--max-head-bytes must be 1 KiB to 1 MiB")
+        if not 4096 <= self.max_write_buffer_bytes <= 64 * 1024 * 1024:
+            raise InvalidInputError("--max-write-buffer must be 4 KiB to 64 MiB")
+
+
 _RULE_RE = re.compile(r"([a-z_]+)=(?:(off)|([0-9]+)/([0-9]+(?:\.[0-9]+)?))")
 
 
-def parse_rate_limit(text: str) -> tuple[str, Rule | None]:
-    """``NAME=COUNT/SECONDS`` or ``NAME=off`` (the ``--rate-limit`` option)."""
+def parse_rate_limit(text: str, *, known: bool = True) -> tuple[str, Rule | None]:
+    """``NAME=COUNT/SECONDS`` or ``NAME=off`` (the ``--rate-limit`` option; ``known=False``
+    for a rule that is not one of ``RateLimits``, such as ``--control-frames``)."""
     m = _RULE_RE.fullmatch(text.strip())
     if not m:
         raise InvalidInputError(f"a rate limit reads NAME=COUNT/SECONDS or NAME=off, not {text!r}")
     name = m.group(1)
-    if name not in RateLimits.names():
+    if known and name not in RateLimits.names():
         raise InvalidInputError(
             f"unknown rate limit {name!r}; known: {', '.join(RateLimits.names())}"
         )
     if m.group(2):
         return name, None
     return name, Rule(int(m.group(3)), float(m.group(4)))
+
+
+def parse_budget_count(option: str, text: str) -> int | None:
+    """A positive count, or ``off`` (None)."""
+    value = text.strip().lower()
+    if value == "off":
+        return None
+    if not value.isdigit() or int(value) < 1:
+        raise InvalidInputError(f"{option} takes a positive number or 'off', not {text!r}")
+    return int(value)
 
 
 @dataclass(frozen=True)
@@ -132,6 +173,7 @@ class ServerConfig:
     max_messages_per_fetch: int = MAX_MESSAGES_PER_FETCH
     max_wait_s: float = MAX_WAIT_S
     rate_limits: RateLimits = field(default_factory=RateLimits)
+    sockets: SocketBudgets = field(default_factory=SocketBudgets)
     tls_cert: str | None = None
     tls_key: str | None = None
     forwarded_allow_ips: str | None = None  # trust X-Forwarded-For from these proxies only

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -26,6 +27,7 @@ from textsecure_provision.errors import (
 )
 
 JSON_TYPE = "application/json"
+log = logging.getLogger(__name__)
 
 
 def json_response(
@@ -41,6 +43,9 @@ def error_body(status: int, message: str, **extra: Any) -> dict[str, Any]:
 
 def provision_error_response(exc: ProvisionError) -> Response:
     status = exc.http_status
+    if status is None:  # a client-only error raised in the server: a bug, answered as one
+        log.error("client-only error %s raised in the server", type(exc).__name__)
+        return Response(INTERNAL_ERROR_BODY, status_code=500, media_type=JSON_TYPE)
     extra: dict[str, Any] = {}
     headers: dict[str, str] = {}
     if isinstance(exc, RateLimitedError):

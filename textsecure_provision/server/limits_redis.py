@@ -23,7 +23,7 @@ from redis.exceptions import RedisError
 from textsecure_provision.errors import ServiceUnavailableError
 from textsecure_provision.server.config import Rule
 from textsecure_provision.server.fanout.redis import DEFAULT_PREFIX, redis_client
-from textsecure_provision.server.storage.postgres import redact_url
+from textsecure_provision.server.urls import redact_url
 
 log = logging.getLogger(__name__)
 

@@ -1,23 +1,31 @@
-"""The OpenAPI 3.1 document served at ``/openapi.json``, written by hand to match the routes.
+"""The OpenAPI 3.1 document served at ``/openapi.json``, generated from the routes and the
+bodies they read and answer.
 
-Every path, method, parameter, request schema and response code the server
-really produces is here (the hardening issue runs schemathesis against it).
-Limits that are configurable (body size, prekeys per upload, device limit) are
-filled in from the running server's config.
+Schemas come from the declarations in ``protocol/bodies.py`` (the ones the
+server decodes with and the client uses), so a field's type, range or length
+cannot differ between the document and the code. Paths come from the served
+routes: every route must have an ``Operation`` below (or building the
+document fails), so an undocumented route cannot be served. What an
+operation adds is what the code cannot tell: its summary, its path
+parameters and the statuses it may answer. Limits the operator configures
+(body size, prekeys per upload, messages per send) are filled in from the
+running server's config. The hardening suite runs schemathesis against it.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
-from textsecure_provision import __version__
-from textsecure_provision.server.config import ServerConfig
+import msgspec
+from starlette.routing import BaseRoute, Route
 
-E164 = r"^\+[0-9]{8,15}$"
-UUID = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
-B64 = r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"
-UINT32 = {"type": "integer", "minimum": 0, "maximum": 2**32 - 1}
-INT31_POS = {"type": "integer", "minimum": 1, "maximum": 2**31 - 1}
+from textsecure_provision import __version__
+from textsecure_provision.protocol import bodies
+from textsecure_provision.protocol.bodies import E164_PATTERN
+from textsecure_provision.server.config import ServerConfig
 
 _STATUS_TEXT = {
     200: "OK",
@@ -28,7 +36,7 @@ _STATUS_TEXT = {
     404: "Not found",
     405: "Method not allowed",
     409: "Conflict",
-    410: "Stale devices: a registration id changed",
+    410: "Stale devices: a registration id changed; or a burned nameplate",
     411: "Device limit reached",
     413: "Too large",
     426: "A websocket upgrade is needed",
@@ -36,26 +44,207 @@ _STATUS_TEXT = {
     500: "Internal error (no details)",
     503: "A dependency (database, fan-out) is unavailable",
 }
+_AUTHED = (400, 401, 429, 503)  # every authenticated endpoint may answer these
+_REF = "#/components/schemas/{name}"
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    description: str
+    schema: dict[str, Any] = field(default_factory=lambda: {"type": "string"})
+    where: str = "path"
+    required: bool = True
+
+
+@dataclass(frozen=True)
+class Operation:
+    """What the document says of one method on one path, beyond the bodies."""
+
+    operation_id: str
+    summary: str
+    answer: type[msgspec.Struct] | None  # the 200 body; None: the operation says it itself
+    errors: tuple[int, ...] = ()
+    body: type[msgspec.Struct] | None = None
+    basic_auth: bool = True
+    params: tuple[Param, ...] = ()
+    description: str | None = None
+    responses: dict[str, Any] | None = None  # non-JSON or several 2xx answers
+
+
+_NUMBER = Param("number", "E.164 number", {"type": "string", "pattern": E164_PATTERN})
+
+
+def _operations(config: ServerConfig) -> dict[tuple[str, str], Operation]:
+    """(documented path, method) → operation. Path parameter names are the document's."""
+    return {
+        ("/v1/accounts/sms/code/{number}", "GET"): Operation(
+            "requestRegistrationCode",
+            "Ask for a registration code to be delivered",
+            bodies.Empty,
+            (400, 429, 503),
+            basic_auth=False,
+            params=(_NUMBER,),
+        ),
+        ("/v1/accounts/code/{code}", "PUT"): Operation(
+            "registerAccount",
+            "Register the master (device 1) with a registration code",
+            bodies.DeviceIdAnswer,
+            (400, 401, 403, 413, 429, 503),
+            body=bodies.DeviceAttributes,
+            params=(Param("code", "registration code"),),
+            description="Basic number:password (the new master's credentials). "
+            "An existing account of that number is replaced.",
+        ),
+        ("/v1/devices/provisioning_code", "GET"): Operation(
+            "getProvisioningCode",
+            "A fresh single-use provisioning code (10 minutes)",
+            bodies.ProvisioningCode,
+            (*_AUTHED, 411),
+        ),
+        ("/v1/devices/", "GET"): Operation(
+            "listDevices", "The account's devices", bodies.DeviceList, _AUTHED
+        ),
+        ("/v1/devices/{code}", "PUT"): Operation(
+            "linkDevice",
+            "Link a new device with a provisioning code",
+            bodies.DeviceIdAnswer,
+            (400, 401, 403, 411, 413, 429, 503),
+            body=bodies.DeviceAttributes,
+            params=(Param("code", "provisioning code"),),
+            description="Basic number:password (the new device's credentials). "
+            "Guesses are rate limited per number and per address.",
+        ),
+        ("/v1/devices/{code}", "DELETE"): Operation(
+            "removeDevice",
+            "Unlink a device (not device 1)",
+            bodies.Empty,
+            (*_AUTHED, 403, 404),
+            params=(Param("code", "device id"),),
+            description="The path segment is the device id.",
+        ),
+        ("/v1/keys", "PUT"): Operation(
+            "uploadKeys",
+            "Upload identity key, signed prekey and one-time prekeys",
+            bodies.Empty,
+            (*_AUTHED, 409, 413),
+            body=bodies.KeysUpload,
+        ),
+        ("/v1/keys/", "GET"): Operation(
+            "countPreKeys",
+            "How many one-time prekeys this device has left",
+            bodies.PreKeyCount,
+            _AUTHED,
+        ),
+        ("/v1/keys/{number}/{device}", "GET"): Operation(
+            "fetchKeys",
+            "Key bundles of one device or of every device ('*')",
+            bodies.KeyBundles,
+            (*_AUTHED, 404),
+            params=(
+                _NUMBER,
+                Param(
+                    "device",
+                    "a device id or *",
+                    {"type": "string", "pattern": r"^(\*|[1-9][0-9]{0,9})$"},
+                ),
+            ),
+        ),
+        ("/v1/messages/", "GET"): Operation(
+            "fetchMessages",
+            "Pending messages; waits up to ?wait=S seconds for the first",
+            bodies.IncomingMessages,
+            _AUTHED,
+            params=(
+                Param(
+                    "wait",
+                    f"seconds, clamped to {config.max_wait_s:g}",
+                    {"type": "number", "minimum": 0},
+                    where="query",
+                    required=False,
+                ),
+            ),
+        ),
+        ("/v1/messages/{destination}", "PUT"): Operation(
+            "sendMessages",
+            "Send to a number's devices, or one DeviceInit to a temp channel",
+            bodies.Empty,
+            (*_AUTHED, 404, 409, 410, 413),
+            body=bodies.OutgoingMessages,
+            params=(Param("destination", "an E.164 number or a temp channel uuid"),),
+            description="To a temp channel uuid: exactly one message, of which only body is used.",
+        ),
+        ("/v1/messages/{destination}", "DELETE"): Operation(
+            "acknowledgeMessage",
+            "Acknowledge (delete) a message; the path segment is its guid",
+            bodies.Empty,
+            (*_AUTHED, 404),
+            params=(Param("destination", "message guid"),),
+        ),
+        ("/v1/temp_websocket", "GET"): Operation(
+            "openTempChannel",
+            "Open a temp channel (websocket, §4.1)",
+            None,
+            (426, 429),
+            basic_auth=False,
+            description='With a websocket upgrade: 101, then the frame {"uuid": U}; the '
+            'first PUT /v1/messages/U arrives as {"message": b64} and the socket closes '
+            f"1000; after {config.channel_ttl_s:g} s it closes 1001; anything the client "
+            "sends closes it 1008. Without an upgrade: 426.",
+            responses={"101": {"description": _STATUS_TEXT[101]}},
+        ),
+        ("/health", "GET"): Operation(
+            "health",
+            "Each dependency's state",
+            None,
+            basic_auth=False,
+            responses={
+                "200": {"description": "all up", "content": _json(_ref("Health"))},
+                "503": {"description": "degraded", "content": _json(_ref("Health"))},
+            },
+        ),
+        ("/metrics", "GET"): Operation(
+            "metrics",
+            "Prometheus metrics (text format 0.0.4)",
+            None,
+            basic_auth=False,
+            responses={
+                "200": {
+                    "description": "metrics",
+                    "content": {"text/plain": {"schema": {"type": "string"}}},
+                }
+            },
+        ),
+        ("/openapi.json", "GET"): Operation(
+            "openapi",
+            "This document",
+            None,
+            basic_auth=False,
+            responses={"200": {"description": "OpenAPI 3.1", "content": _json({"type": "object"})}},
+        ),
+    }
+
+
+# Declared in no operation's body or answer, but referenced by the error answers.
+_ALWAYS = (bodies.Error, bodies.MismatchedDevices, bodies.StaleDevices, bodies.Health)
 
 
 def _ref(name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{name}"}
+    return {"$ref": _REF.format(name=name)}
 
 
 def _json(schema: dict[str, Any]) -> dict[str, Any]:
     return {"application/json": {"schema": schema}}
 
 
-def _responses(ok: dict[str, Any] | None, *errors: int, ok_status: int = 200) -> dict[str, Any]:
+def _error_responses(errors: Iterable[int]) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    if ok is not None:
-        out[str(ok_status)] = {"description": _STATUS_TEXT[ok_status], "content": _json(ok)}
     for status in sorted({*errors, 405, 500}):
         entry: dict[str, Any] = {"description": _STATUS_TEXT[status]}
         if status == 409:
             entry["content"] = _json({"anyOf": [_ref("MismatchedDevices"), _ref("Error")]})
-        elif status == 410:
-            entry["content"] = _json(_ref("StaleDevices"))
+        elif status == 410:  # stale devices (messages), or a burned nameplate (short codes)
+            entry["content"] = _json({"anyOf": [_ref("StaleDevices"), _ref("Error")]})
         else:
             entry["content"] = _json(_ref("Error"))
         if status == 429:
@@ -69,399 +258,78 @@ def _responses(ok: dict[str, Any] | None, *errors: int, ok_status: int = 200) ->
     return out
 
 
-def _path_param(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
-    return {
-        "name": name,
-        "in": "path",
-        "required": True,
-        "schema": schema,
-        "description": description,
-    }
+def _template(path: str) -> str:
+    return re.sub(r"\{[^}]+\}", "{}", path)
 
 
-_BASIC: list[dict[str, list[str]]] = [{"basic": []}]
-_EMPTY = {"type": "object", "additionalProperties": False, "properties": {}}
-_AUTHED = (400, 401, 429, 503)  # every authenticated endpoint may answer these
+def _operation_doc(op: Operation) -> dict[str, Any]:
+    doc: dict[str, Any] = {"summary": op.summary, "operationId": op.operation_id}
+    if op.description:
+        doc["description"] = op.description
+    if op.basic_auth:
+        doc["security"] = [{"basic": []}]
+    if op.params:
+        doc["parameters"] = [
+            {
+                "name": p.name,
+                "in": p.where,
+                "required": p.required,
+                "schema": p.schema,
+                "description": p.description,
+            }
+            for p in op.params
+        ]
+    if op.body is not None:
+        doc["requestBody"] = {"required": True, "content": _json(_ref(op.body.__name__))}
+    responses: dict[str, Any] = dict(op.responses or {})
+    if op.answer is not None:
+        responses["200"] = {
+            "description": _STATUS_TEXT[200],
+            "content": _json(_ref(op.answer.__name__)),
+        }
+    doc["responses"] = {**responses, **_error_responses(op.errors)}
+    return doc
 
 
-def openapi_document(config: ServerConfig) -> dict[str, Any]:
-    body_limit = config.max_body_bytes
-    schemas: dict[str, Any] = {
-        "Error": {
-            "type": "object",
-            "required": ["error", "code"],
-            "properties": {"error": {"type": "string"}, "code": {"type": "integer"}},
-        },
-        "MismatchedDevices": {
-            "type": "object",
-            "required": ["error", "code", "missingDevices", "extraDevices"],
-            "properties": {
-                "error": {"type": "string"},
-                "code": {"type": "integer", "const": 409},
-                "missingDevices": {"type": "array", "items": {"type": "integer"}},
-                "extraDevices": {"type": "array", "items": {"type": "integer"}},
-            },
-        },
-        "StaleDevices": {
-            "type": "object",
-            "required": ["error", "code", "staleDevices"],
-            "properties": {
-                "error": {"type": "string"},
-                "code": {"type": "integer", "const": 410},
-                "staleDevices": {"type": "array", "items": {"type": "integer"}},
-            },
-        },
-        "Empty": _EMPTY,
-        "DeviceAttributes": {
-            "type": "object",
-            "required": ["registrationId"],
-            "properties": {
-                "registrationId": UINT32,
-                "fetchesMessages": {"type": "boolean", "default": True},
-                "name": {"type": ["string", "null"], "maxLength": 256},
-            },
-        },
-        "DeviceId": {
-            "type": "object",
-            "required": ["deviceId"],
-            "properties": {"deviceId": INT31_POS},
-        },
-        "ProvisioningCode": {
-            "type": "object",
-            "required": ["verificationCode"],
-            "properties": {"verificationCode": {"type": "string", "pattern": "^[1-9][0-9]{5,8}$"}},
-        },
-        "DeviceList": {
-            "type": "object",
-            "required": ["devices"],
-            "properties": {
-                "devices": {
-                    "type": "array",
-                    "items": {
-                        "type": "object",
-                        "required": ["id", "name", "created", "lastSeen"],
-                        "properties": {
-                            "id": INT31_POS,
-                            "name": {"type": ["string", "null"]},
-                            "created": {"type": "integer", "description": "ms since the epoch"},
-                            "lastSeen": {"type": "integer", "description": "ms since the epoch"},
-                        },
-                    },
-                }
-            },
-        },
-        "PublicKey": {
-            "type": "string",
-            "pattern": B64,
-            "description": "base64 of a 33-byte key, 0x05 first (§2)",
-        },
-        "PreKey": {
-            "type": "object",
-            "required": ["keyId", "publicKey"],
-            "properties": {"keyId": UINT32, "publicKey": _ref("PublicKey")},
-        },
-        "SignedPreKey": {
-            "type": "object",
-            "required": ["keyId", "publicKey", "signature"],
-            "properties": {
-                "keyId": UINT32,
-                "publicKey": _ref("PublicKey"),
-                "signature": {"type": "string", "pattern": B64, "description": "64 bytes"},
-            },
-        },
-        "KeysUpload": {
-            "type": "object",
-            "required": ["identityKey", "signedPreKey", "preKeys"],
-            "properties": {
-                "identityKey": _ref("PublicKey"),
-                "signedPreKey": _ref("SignedPreKey"),
-                "preKeys": {
-                    "type": "array",
-                    "items": _ref("PreKey"),
-                    "maxItems": config.max_prekeys,
-                    "description": "more → 413; replaces the device's one-time prekeys",
-                },
-                "lastResortKey": {"oneOf": [_ref("PreKey"), {"type": "null"}]},
-            },
-        },
-        "PreKeyCount": {
-            "type": "object",
-            "required": ["count"],
-            "properties": {"count": {"type": "integer", "minimum": 0}},
-        },
-        "KeyBundles": {
-            "type": "object",
-            "required": ["identityKey", "devices"],
-            "properties": {
-                "identityKey": _ref("PublicKey"),
-                "devices": {
-                    "type": "array",
-                    "minItems": 1,
-                    "items": {
-                        "type": "object",
-                        "required": ["deviceId", "registrationId", "signedPreKey"],
-                        "properties": {
-                            "deviceId": INT31_POS,
-                            "registrationId": UINT32,
-                            "signedPreKey": _ref("SignedPreKey"),
-                            "preKey": _ref("PreKey"),
-                        },
-                    },
-                },
-            },
-        },
-        "OutgoingMessages": {
-            "type": "object",
-            "required": ["messages"],
-            "properties": {
-                "messages": {
-                    "type": "array",
-                    "minItems": 1,
-                    "maxItems": config.max_messages_per_send,
-                    "items": {
-                        "type": "object",
-                        "required": ["type", "destinationDeviceId", "body"],
-                        "properties": {
-                            "type": {"type": "integer", "minimum": 0, "maximum": 2**31 - 1},
-                            "destinationDeviceId": INT31_POS,
-                            "destinationRegistrationId": UINT32,
-                            "body": {"type": "string", "pattern": B64},
-                            "timestamp": {"type": "integer", "minimum": 0},
-                        },
-                    },
-                    "description": "to a channel uuid: exactly one message, only body is used",
-                }
-            },
-        },
-        "IncomingMessages": {
-            "type": "object",
-            "required": ["messages", "more"],
-            "properties": {
-                "messages": {
-                    "type": "array",
-                    "items": {
-                        "type": "object",
-                        "required": ["guid", "type", "source", "sourceDevice", "timestamp", "body"],
-                        "properties": {
-                            "guid": {"type": "string", "format": "uuid"},
-                            "type": {"type": "integer"},
-                            "source": {"type": "string", "pattern": E164},
-                            "sourceDevice": INT31_POS,
-                            "timestamp": {"type": "integer"},
-                            "body": {"type": "string", "pattern": B64},
-                        },
-                    },
-                },
-                "more": {"type": "boolean"},
-            },
-        },
-        "Health": {
-            "type": "object",
-            "required": ["status", "version", "dependencies"],
-            "properties": {
-                "status": {"enum": ["ok", "degraded"]},
-                "version": {"type": "string"},
-                "dependencies": {
-                    "type": "object",
-                    "additionalProperties": {
-                        "type": "object",
-                        "required": ["status"],
-                        "properties": {
-                            "status": {"enum": ["ok", "down"]},
-                            "backend": {"type": "string"},
-                            "error": {"type": "string"},
-                        },
-                    },
-                },
-            },
-        },
-    }
+def _paths(
+    routes: Iterable[BaseRoute], operations: dict[tuple[str, str], Operation]
+) -> dict[str, Any]:
+    by_template = {(_template(path), method): (path, method) for path, method in operations}
+    paths: dict[str, Any] = {}
+    for route in routes:
+        if not isinstance(route, Route):
+            continue
+        for method in sorted(route.methods or ()):
+            if method == "HEAD":
+                continue
+            key = by_template.get((_template(route.path), method))
+            if key is None:
+                raise LookupError(f"{method} {route.path} is served but has no Operation")
+            path, _ = key
+            item = paths.setdefault(path, {})
+            item[method.lower()] = _operation_doc(operations[key])
+    return paths
 
-    number_param = _path_param("number", {"type": "string", "pattern": E164}, "E.164 number")
-    json_body = {"required": True, "content": _json({})}
 
-    def body(schema: str) -> dict[str, Any]:
-        return {**json_body, "content": _json(_ref(schema))}
+def _schemas(operations: Iterable[Operation], config: ServerConfig) -> dict[str, Any]:
+    kinds: list[type[msgspec.Struct]] = list(_ALWAYS)
+    for op in operations:
+        kinds += [k for k in (op.body, op.answer) if k is not None and k not in kinds]
+    _, schemas = msgspec.json.schema_components(kinds, ref_template=_REF)
+    # The limits the operator sets; more prekeys → 413, more messages → 400.
+    schemas["KeysUpload"]["properties"]["preKeys"]["maxItems"] = config.max_prekeys
+    schemas["OutgoingMessages"]["properties"]["messages"]["maxItems"] = config.max_messages_per_send
+    return schemas
 
-    paths: dict[str, Any] = {
-        "/v1/accounts/sms/code/{number}": {
-            "get": {
-                "summary": "Ask for a registration code to be delivered",
-                "operationId": "requestRegistrationCode",
-                "parameters": [number_param],
-                "responses": _responses(_ref("Empty"), 400, 429, 503),
-            }
-        },
-        "/v1/accounts/code/{code}": {
-            "put": {
-                "summary": "Register the master (device 1) with a registration code",
-                "operationId": "registerAccount",
-                "description": "Basic number:password (the new master's credentials). "
-                "An existing account of that number is replaced.",
-                "security": _BASIC,
-                "parameters": [_path_param("code", {"type": "string"}, "registration code")],
-                "requestBody": body("DeviceAttributes"),
-                "responses": _responses(_ref("DeviceId"), 400, 401, 403, 413, 429, 503),
-            }
-        },
-        "/v1/devices/provisioning_code": {
-            "get": {
-                "summary": "A fresh single-use provisioning code (10 minutes)",
-                "operationId": "getProvisioningCode",
-                "security": _BASIC,
-                "responses": _responses(_ref("ProvisioningCode"), *_AUTHED, 411),
-            }
-        },
-        "/v1/devices/": {
-            "get": {
-                "summary": "The account's devices",
-                "operationId": "listDevices",
-                "security": _BASIC,
-                "responses": _responses(_ref("DeviceList"), *_AUTHED),
-            }
-        },
-        "/v1/devices/{code}": {
-            "put": {
-                "summary": "Link a new device with a provisioning code",
-                "operationId": "linkDevice",
-                "description": "Basic number:password (the new device's credentials). "
-                "Guesses are rate limited per number and per address.",
-                "security": _BASIC,
-                "parameters": [_path_param("code", {"type": "string"}, "provisioning code")],
-                "requestBody": body("DeviceAttributes"),
-                "responses": _responses(_ref("DeviceId"), 400, 401, 403, 411, 413, 429, 503),
-            },
-            "delete": {
-                "summary": "Unlink a device (not device 1)",
-                "operationId": "removeDevice",
-                "description": "The path segment is the device id.",
-                "security": _BASIC,
-                "parameters": [_path_param("code", {"type": "string"}, "device id")],
-                "responses": _responses(_ref("Empty"), *_AUTHED, 403, 404),
-            },
-        },
-        "/v1/keys": {
-            "put": {
-                "summary": "Upload identity key, signed prekey and one-time prekeys",
-                "operationId": "uploadKeys",
-                "security": _BASIC,
-                "requestBody": body("KeysUpload"),
-                "responses": _responses(_ref("Empty"), *_AUTHED, 409, 413),
-            }
-        },
-        "/v1/keys/": {
-            "get": {
-                "summary": "How many one-time prekeys this device has left",
-                "operationId": "countPreKeys",
-                "security": _BASIC,
-                "responses": _responses(_ref("PreKeyCount"), *_AUTHED),
-            }
-        },
-        "/v1/keys/{number}/{device}": {
-            "get": {
-                "summary": "Key bundles of one device or of every device ('*')",
-                "operationId": "fetchKeys",
-                "security": _BASIC,
-                "parameters": [
-                    number_param,
-                    _path_param(
-                        "device",
-                        {"type": "string", "pattern": r"^(\*|[1-9][0-9]{0,9})$"},
-                        "a device id or *",
-                    ),
-                ],
-                "responses": _responses(_ref("KeyBundles"), *_AUTHED, 404),
-            }
-        },
-        "/v1/messages/": {
-            "get": {
-                "summary": "Pending messages; waits up to ?wait=S seconds for the first",
-                "operationId": "fetchMessages",
-                "security": _BASIC,
-                "parameters": [
-                    {
-                        "name": "wait",
-                        "in": "query",
-                        "required": False,
-                        "schema": {"type": "number", "minimum": 0},
-                        "description": f"seconds, clamped to {config.max_wait_s:g}",
-                    }
-                ],
-                "responses": _responses(_ref("IncomingMessages"), *_AUTHED),
-            }
-        },
-        "/v1/messages/{destination}": {
-            "put": {
-                "summary": "Send to a number's devices, or one DeviceInit to a temp channel",
-                "operationId": "sendMessages",
-                "security": _BASIC,
-                "parameters": [
-                    _path_param(
-                        "destination",
-                        {"type": "string"},
-                        "an E.164 number or a temp channel uuid",
-                    )
-                ],
-                "requestBody": body("OutgoingMessages"),
-                "responses": _responses(_ref("Empty"), *_AUTHED, 404, 409, 410, 413),
-            },
-            "delete": {
-                "summary": "Acknowledge (delete) a message; the path segment is its guid",
-                "operationId": "acknowledgeMessage",
-                "security": _BASIC,
-                "parameters": [_path_param("destination", {"type": "string"}, "message guid")],
-                "responses": _responses(_ref("Empty"), *_AUTHED, 404),
-            },
-        },
-        "/v1/temp_websocket": {
-            "get": {
-                "summary": "Open a temp channel (websocket, §4.1)",
-                "operationId": "openTempChannel",
-                "description": 'With a websocket upgrade: 101, then the frame {"uuid": U}; the '
-                'first PUT /v1/messages/U arrives as {"message": b64} and the socket closes '
-                f"1000; after {config.channel_ttl_s:g} s it closes 1001; anything the client "
-                "sends closes it 1008. Without an upgrade: 426.",
-                "responses": {
-                    "101": {"description": _STATUS_TEXT[101]},
-                    **_responses(None, 426, 429),
-                },
-            }
-        },
-        "/health": {
-            "get": {
-                "summary": "Each dependency's state",
-                "operationId": "health",
-                "responses": {
-                    "200": {"description": "all up", "content": _json(_ref("Health"))},
-                    "503": {"description": "degraded", "content": _json(_ref("Health"))},
-                    **{k: v for k, v in _responses(None).items()},
-                },
-            }
-        },
-        "/metrics": {
-            "get": {
-                "summary": "Prometheus metrics (text format 0.0.4)",
-                "operationId": "metrics",
-                "responses": {
-                    "200": {
-                        "description": "metrics",
-                        "content": {"text/plain": {"schema": {"type": "string"}}},
-                    },
-                    **_responses(None),
-                },
-            }
-        },
-        "/openapi.json": {
-            "get": {
-                "summary": "This document",
-                "operationId": "openapi",
-                "responses": {
-                    "200": {"description": "OpenAPI 3.1", "content": _json({"type": "object"})},
-                    **_responses(None),
-                },
-            }
-        },
-    }
+
+def openapi_document(config: ServerConfig, routes: Iterable[BaseRoute]) -> dict[str, Any]:
+    """The document for these served routes (``app.routes``)."""
+    operations = _operations(config)
+    paths = _paths(routes, operations)
+    documented = {(p, m.upper()) for p, item in paths.items() for m in item}
+    unserved = sorted(set(operations) - documented)
+    if unserved:
+        raise LookupError(f"operations without a served route: {unserved}")
     return {
         "openapi": "3.1.0",
         "info": {
@@ -469,11 +337,12 @@ def openapi_document(config: ServerConfig) -> dict[str, Any]:
             "version": __version__,
             "description": "The server API of PROTOCOL.md §4. Errors are JSON "
             '{"error", "code"}. Bodies over '
-            f"{body_limit // 1024} KiB are refused with 413.",
+            f"{config.max_body_bytes // 1024} KiB are refused with 413 before they are "
+            "parsed. Body schemas are generated from textsecure_provision/protocol/bodies.py.",
         },
         "paths": paths,
         "components": {
-            "schemas": schemas,
+            "schemas": _schemas(operations.values(), config),
             "securitySchemes": {
                 "basic": {
                     "type": "http",

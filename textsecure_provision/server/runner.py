@@ -2,16 +2,15 @@
 
 Choices, each for a reason:
 
-* ``http=ChannelHttpFactory``, ``ws=ChannelSocketFactory``: the temp channel
-  is served by a purpose-built websocket protocol (channel_socket.py: one small
-  object per idle channel, no task), which also takes a channel upgrade before
-  uvicorn's HTTP parser sees it; every other request goes to uvicorn's
-  httptools protocol unchanged, and any other websocket path to its sans-I/O
-  websockets protocol, which keeps no task per connection (the legacy one keeps
-  two).
-  ``per_message_deflate`` is off: a zlib context costs far more than the
-  ≤ 10 KiB an idle channel may use, and a channel carries one ~200-byte frame.
-* ``ws_max_size=4096``: a client has nothing to send on a channel (§4.1).
+* ``http=ChannelHttpFactory``: every connection starts at channel_socket.py,
+  which reads the first request head under the connection budgets
+  (``ServerConfig.sockets``), serves a channel upgrade itself (the websockets
+  sans-I/O protocol, one small object per idle channel, no task), and hands
+  anything else to uvicorn's httptools protocol through uvicorn_adapter.py,
+  which keeps the budgets for later requests on the connection.
+  ``ws=ChannelSocketFactory`` only tells uvicorn that websockets are served.
+  No per-message deflate: a zlib context costs far more than the ≤ 10 KiB an
+  idle channel may use, and a channel carries one ~200-byte frame.
 * ``backlog=4096``: bursts of channel opens queue in the kernel instead of
   being refused (uvicorn's default is 2048; the kernel caps it at somaxconn).
 * uvicorn's access log is off: it logs concrete paths, which may hold codes
@@ -24,10 +23,7 @@ Choices, each for a reason:
 
 from __future__ import annotations
 
-import contextlib
 import gc
-import os
-import tempfile
 import threading
 from pathlib import Path
 from types import FrameType
@@ -35,14 +31,12 @@ from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
-from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
+from textsecure_provision.atomic_write import atomic_write
 from textsecure_provision.server.channel_socket import ChannelHttpFactory, ChannelSocketFactory
 from textsecure_provision.server.config import ServerConfig
 from textsecure_provision.server.services import Services
 
-WS_IMPLEMENTATION = "websockets-sansio"  # for websocket paths other than the channel
-WS_MAX_FRAME_BYTES = 4096
 LISTEN_BACKLOG = 4096
 GRACEFUL_SHUTDOWN_S = 5.0
 
@@ -52,10 +46,9 @@ def uvicorn_config(app: Starlette, config: ServerConfig, **overrides: Any) -> uv
     kwargs: dict[str, Any] = {
         "host": config.host,
         "port": config.port,
-        "ws": ChannelSocketFactory(svc) if svc is not None else WS_IMPLEMENTATION,
-        "http": ChannelHttpFactory(svc, AutoHTTPProtocol) if svc is not None else "auto",
+        "ws": ChannelSocketFactory(svc) if svc is not None else "none",
+        "http": ChannelHttpFactory(svc) if svc is not None else "httptools",
         "ws_per_message_deflate": False,
-        "ws_max_size": WS_MAX_FRAME_BYTES,
         "lifespan": "on",
         "access_log": False,
         "log_config": None,  # the caller configures logging (cli/server.py or the tests)
@@ -135,14 +128,4 @@ def write_atomically(path: str, text: str) -> None:
     """Readers see the old file or the whole new one, never a part."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    atomic_write(target, text.encode())

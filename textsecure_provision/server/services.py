@@ -7,27 +7,24 @@ request becomes a device of an account (§4 Auth).
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 from starlette.requests import HTTPConnection
 
+from textsecure_provision.clock import now_ms
 from textsecure_provision.errors import AuthError
 from textsecure_provision.server.auth import PasswordVerifier, parse_basic_auth
 from textsecure_provision.server.codes import CodeDelivery, LogDelivery
 from textsecure_provision.server.config import ServerConfig
-from textsecure_provision.server.fanout.base import FanOut
+from textsecure_provision.server.fanout.base import ChannelId, FanOut
 from textsecure_provision.server.limits import Limits
 from textsecure_provision.server.metrics import Metrics
-from textsecure_provision.server.storage.base import DeviceRecord, Storage
+from textsecure_provision.server.storage.base import Storage, StoredDevice
 
 LAST_SEEN_RESOLUTION_MS = 60_000  # last_seen is written at most once a minute per device
-
-
-def wall_clock_ms() -> int:
-    return int(time.time() * 1000)
 
 
 class KeyedLocks:
@@ -68,8 +65,11 @@ class Services:
     # guesses all pass the budget check before any of them is counted.
     auth_gate: KeyedLocks = field(default_factory=KeyedLocks)
     delivery: CodeDelivery = field(default_factory=LogDelivery)  # registration codes
-    clock_ms: Callable[[], int] = wall_clock_ms
+    clock_ms: Callable[[], int] = now_ms
     stopping: bool = False
+    # Called as ``hook(channel_id, how)`` when a temp channel ends (channel_socket.ChannelEnd
+    # says how); synchronous, on the event loop: spawn a task for anything slow.
+    channel_ended: list[Callable[[ChannelId, Any], None]] = field(default_factory=list)
 
     def begin_shutdown(self) -> None:
         """Called as the server starts to stop: long-polls answer now instead of waiting."""
@@ -87,7 +87,7 @@ def client_address(conn: HTTPConnection) -> str:
     return conn.client.host if conn.client else "unknown"
 
 
-async def authenticate(conn: HTTPConnection) -> DeviceRecord:
+async def authenticate(conn: HTTPConnection) -> StoredDevice:
     """The device behind ``Basic number[.id]:password`` (§4), or ``AuthError`` (401).
 
     A missing or malformed header is 401 at once. Otherwise the address's
@@ -114,7 +114,7 @@ async def authenticate(conn: HTTPConnection) -> DeviceRecord:
     return await _seen(svc, device)
 
 
-async def _seen(svc: Services, device: DeviceRecord) -> DeviceRecord:
+async def _seen(svc: Services, device: StoredDevice) -> StoredDevice:
     now = svc.clock_ms()
     if now - device.last_seen_ms >= LAST_SEEN_RESOLUTION_MS:
         await svc.storage.touch_device(device.number, device.device_id, now)

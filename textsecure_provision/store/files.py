@@ -18,11 +18,12 @@ import secrets
 import stat
 from pathlib import Path
 
+from textsecure_provision.atomic_write import TMP_PREFIX, fsync_dir
+from textsecure_provision.atomic_write import atomic_write as write_file_atomically
 from textsecure_provision.errors import StoreError
 
 DIR_MODE = 0o700
 FILE_MODE = 0o600
-_TMP_PREFIX = ".tmp-"
 
 
 def _owner_ok(st: os.stat_result) -> bool:
@@ -68,7 +69,7 @@ def require_writable_dir(folder: Path, data_dir: Path) -> None:
             f"cannot create the data folder {data_dir}: {folder} is not a folder",
             hint="Choose another --data-dir (or PROVISION_HOME); nothing was sent or changed.",
         )
-    probe = folder / f"{_TMP_PREFIX}probe-{os.getpid()}-{secrets.token_hex(4)}"
+    probe = folder / f"{TMP_PREFIX}probe-{os.getpid()}-{secrets.token_hex(4)}"
     try:
         probe.mkdir(mode=DIR_MODE)
     except OSError as exc:
@@ -130,56 +131,11 @@ def read_file(path: Path) -> bytes | None:
 
 
 def atomic_write(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data``: temp file (0600), fsync, rename, fsync the folder."""
-    folder = path.parent
-    _sweep_stale_temps(path)
-    tmp = folder / f"{_TMP_PREFIX}{path.name}.{os.getpid()}.{os.urandom(4).hex()}"
+    """Replace ``path`` with ``data`` (0600) atomically and durably (``atomic_write.py``)."""
     try:
-        fd = os.open(
-            tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), FILE_MODE
-        )
+        write_file_atomically(path, data, mode=FILE_MODE)
     except OSError as exc:
-        raise StoreError(f"cannot write in the data folder {folder}: {exc.strerror}") from exc
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
         raise StoreError(f"cannot write {path}: {exc.strerror}") from exc
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-    fsync_dir(folder)
-
-
-def _sweep_stale_temps(path: Path) -> None:
-    """Remove temp files of ``path`` left by a writer that died before its rename (kill -9).
-
-    Such a file never replaced ``path``, so nothing reads it; it is only clutter (with a
-    copy of secrets in it). A temp file of a live process is left alone: its name carries
-    the writer's pid.
-    """
-    for tmp in path.parent.glob(f"{_TMP_PREFIX}{path.name}.*"):
-        pid_text = tmp.name[len(_TMP_PREFIX) + len(path.name) + 1 :].split(".", 1)[0]
-        if not pid_text.isdigit() or int(pid_text) == os.getpid() or _alive(int(pid_text)):
-            continue
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OSError):
-        return True  # exists but not ours, or cannot tell: keep its file
-    return True
 
 
 def remove_file(path: Path) -> None:
@@ -191,17 +147,3 @@ def remove_file(path: Path) -> None:
     except OSError as exc:
         raise StoreError(f"cannot remove {path}: {exc.strerror}") from exc
     fsync_dir(path.parent)
-
-
-def fsync_dir(folder: Path) -> None:
-    # A rename is durable only once the folder itself is synced (POSIX).
-    try:
-        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    except OSError:
-        return  # not supported here (e.g. Windows); the rename itself is still atomic
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

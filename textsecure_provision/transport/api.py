@@ -6,10 +6,14 @@ different things on different endpoints (a 404 on ``PUT /v1/messages/{uuid}``
 is a gone channel, on ``DELETE /v1/devices/{id}`` an unknown device). Network
 failures (connect, DNS, TLS, timeouts) are ``ServerUnreachableError``, each
 described as what it is: a refused connection is not a read timeout, and a
-read timeout means the request may have been handled. A malformed answer is
-``RemoteProtocolError`` (the server's fault, exit 6), never "check the input".
-A 401 to a device that has an id means the server no longer knows it
-(``DeviceUnlinkedError``). Messages never include a password, a code or a body.
+read timeout means the request may have been handled. A 401 to a device that
+has an id means the server no longer knows it (``DeviceUnlinkedError``).
+Messages never include a password, a code or a body.
+
+Request and answer bodies are the declarations of ``protocol/bodies.py``, the
+same ones the server decodes with: the client encodes requests with them and
+decodes every answer it reads with them (a malformed answer is
+``RemoteProtocolError``: the server's fault, exit 6, never "check the input").
 """
 
 from __future__ import annotations
@@ -17,15 +21,15 @@ from __future__ import annotations
 import logging
 import socket
 import ssl
-import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import httpx
 
 from textsecure_provision import __version__
+from textsecure_provision.clock import now_ms
 from textsecure_provision.errors import (
     AuthError,
     ChannelGoneError,
@@ -36,6 +40,7 @@ from textsecure_provision.errors import (
     ForbiddenError,
     IdentityKeyMismatchError,
     InvalidInputError,
+    MessageFormatError,
     MismatchedDevicesError,
     NotFoundError,
     PhoneNumberError,
@@ -49,7 +54,19 @@ from textsecure_provision.errors import (
     StaleDevicesError,
     TooLargeError,
 )
-from textsecure_provision.protocol.encoding import b64encode
+from textsecure_provision.protocol import bodies
+from textsecure_provision.protocol.bodies import (
+    DeviceAttributes,
+    DeviceIdAnswer,
+    DeviceList,
+    KeyBundles,
+    KeysUpload,
+    MessageBatch,
+    OutgoingMessage,
+    OutgoingMessages,
+    PreKeyCount,
+    ProvisioningCode,
+)
 from textsecure_provision.transport.tls import make_ssl_context
 
 log = logging.getLogger(__name__)
@@ -66,11 +83,12 @@ READ_TIMEOUT_S = 30.0
 KEEPALIVE_EXPIRY_S = 2.0
 DEFAULT_RETRY_AFTER_S = 60
 MAX_ERROR_TEXT = 200  # the server's error text is shown to the user, trimmed
-MAX_DEVICE_ID = 2**31 - 1  # the server's ids are positive int31 (§4); anything else is not one
 MAX_RETRY_AFTER_DIGITS = 9  # int() of a 5000-digit header would raise, not wait
 CHANNEL_MESSAGE_TYPE = 0  # §4: a channel takes one message; its type is not used
 
 ErrorMap = Mapping[int, type[ProvisionError]]
+T = TypeVar("T")
+DeviceInfo = bodies.LinkedDevice  # one entry of GET /v1/devices/ (id, name, created, lastSeen)
 
 # What each status means unless an endpoint says otherwise (§4 error column).
 DEFAULT_ERRORS: ErrorMap = {
@@ -102,14 +120,6 @@ class Credentials:
         if self.device_id is None or self.device_id == 1:
             return self.number
         return f"{self.number}.{self.device_id}"
-
-
-@dataclass(frozen=True)
-class DeviceInfo:
-    id: int
-    name: str | None
-    created: int | None
-    last_seen: int | None
 
 
 def _seg(value: str | int) -> str:
@@ -165,57 +175,44 @@ class ApiClient:
         self, code: str, *, registration_id: int, name: str | None = None
     ) -> int:
         """``PUT /v1/accounts/code/{code}`` as the new master; returns its device id (1)."""
-        doc = await self._call(
+        answer = await self._call(
             "PUT",
             f"/v1/accounts/code/{_seg(code)}",
             what="registering the account",
-            json=_device_attributes(registration_id, name),
+            body=DeviceAttributes(registration_id, name=name or None),
+            answer=DeviceIdAnswer,
             errors={403: RegistrationCodeRejectedError},
         )
-        return _int_field(doc, "deviceId", lo=1, hi=MAX_DEVICE_ID)
+        return answer.device_id
 
     # -- devices (§4) -----------------------------------------------------------------------
     async def fetch_provisioning_code(self) -> str:
         """``GET /v1/devices/provisioning_code``: a fresh single-use code (decimal digits)."""
-        doc = await self._call(
-            "GET", "/v1/devices/provisioning_code", what="requesting a provisioning code"
+        answer = await self._call(
+            "GET",
+            "/v1/devices/provisioning_code",
+            what="requesting a provisioning code",
+            answer=ProvisioningCode,
         )
-        code = doc.get("verificationCode") if isinstance(doc, dict) else None
-        if not isinstance(code, str) or not _ascii_digits(code) or not 6 <= len(code) <= 9:
-            raise RemoteProtocolError("the server's provisioning code is not 6 to 9 digits")
-        return code
+        return answer.verification_code
 
     async def register_device(
         self, code: str, *, registration_id: int, name: str | None = None
     ) -> int:
         """``PUT /v1/devices/{code}`` with the new device's credentials; returns its id."""
-        doc = await self._call(
+        answer = await self._call(
             "PUT",
             f"/v1/devices/{_seg(code)}",
             what="registering this device with the provisioning code",
-            json=_device_attributes(registration_id, name),
+            body=DeviceAttributes(registration_id, name=name or None),
+            answer=DeviceIdAnswer,
             errors={403: CodeRejectedError},
         )
-        return _int_field(doc, "deviceId", lo=1, hi=MAX_DEVICE_ID)
+        return answer.device_id
 
     async def fetch_devices(self) -> list[DeviceInfo]:
-        doc = await self._call("GET", "/v1/devices/", what="listing devices")
-        devices = doc.get("devices") if isinstance(doc, dict) else None
-        if not isinstance(devices, list):
-            raise RemoteProtocolError("the server's device list is malformed")
-        out = []
-        for d in devices:
-            if not isinstance(d, dict) or not _is_int(d.get("id")):
-                raise RemoteProtocolError("the server's device list is malformed")
-            out.append(
-                DeviceInfo(
-                    id=d["id"],
-                    name=d.get("name") if isinstance(d.get("name"), str) else None,
-                    created=d.get("created") if _is_int(d.get("created")) else None,
-                    last_seen=d.get("lastSeen") if _is_int(d.get("lastSeen")) else None,
-                )
-            )
-        return out
+        answer = await self._call("GET", "/v1/devices/", what="listing devices", answer=DeviceList)
+        return answer.devices
 
     async def remove_device(self, device_id: int) -> None:
         await self._call(
@@ -226,54 +223,54 @@ class ApiClient:
         )
 
     # -- keys (§4) ----------------------------------------------------------------------------
-    async def upload_keys(self, body: Mapping[str, Any]) -> None:
+    async def upload_keys(self, body: KeysUpload) -> None:
         """``PUT /v1/keys`` with the body built by ``protocol.prekeys.build_keys_upload``."""
         await self._call(
             "PUT",
             "/v1/keys",
             what="uploading keys",
-            json=dict(body),
+            body=body,
             errors={409: IdentityKeyMismatchError},
         )
 
     async def fetch_prekey_count(self) -> int:
-        doc = await self._call("GET", "/v1/keys/", what="counting prekeys")
-        return _int_field(doc, "count", lo=0)
+        answer = await self._call("GET", "/v1/keys/", what="counting prekeys", answer=PreKeyCount)
+        return answer.count
 
-    async def fetch_keys(self, number: str, device: int | str = "*") -> dict[str, Any]:
-        """``GET /v1/keys/{number}/{device}``: the raw JSON bundle (parsed by the session layer)."""
-        doc = await self._call(
-            "GET", f"/v1/keys/{_seg(number)}/{_seg(device)}", what=f"fetching keys of {number}"
+    async def fetch_keys(self, number: str, device: int | str = "*") -> KeyBundles:
+        """``GET /v1/keys/{number}/{device}``: the bundles (made into sessions by flows)."""
+        return await self._call(
+            "GET",
+            f"/v1/keys/{_seg(number)}/{_seg(device)}",
+            what=f"fetching keys of {number}",
+            answer=KeyBundles,
         )
-        if not isinstance(doc, dict):
-            raise RemoteProtocolError("the server's key bundle is not a JSON object")
-        return doc
 
     # -- messages (§4) ----------------------------------------------------------------------
-    async def send_messages(self, destination: str, messages: list[dict[str, Any]]) -> Any:
+    async def send_messages(self, destination: str, messages: Sequence[OutgoingMessage]) -> None:
         """``PUT /v1/messages/{number}``: 409/410 carry the device lists to fix."""
-        return await self._call(
+        await self._call(
             "PUT",
             f"/v1/messages/{_seg(destination)}",
             what=f"sending to {destination}",
-            json={"messages": messages},
+            body=OutgoingMessages(list(messages)),
             errors={409: MismatchedDevicesError, 410: StaleDevicesError},
         )
 
     async def send_to_channel(self, channel_uuid: str, device_init: bytes) -> None:
         """``PUT /v1/messages/{uuid}``: the one DeviceInit; 404 means the channel is gone."""
-        message = {
-            "type": CHANNEL_MESSAGE_TYPE,
-            "destinationDeviceId": 1,
-            "destinationRegistrationId": 0,
-            "body": b64encode(device_init),
-            "timestamp": int(time.time() * 1000),
-        }
+        # The full message shape, though a channel uses only the body (§4.1).
+        message = OutgoingMessage(
+            type=CHANNEL_MESSAGE_TYPE,
+            destination_device_id=1,
+            body=device_init,
+            timestamp=now_ms(),
+        )
         await self._call(
             "PUT",
             f"/v1/messages/{_seg(channel_uuid)}",
             what="sending to the new device's channel",
-            json={"messages": [message]},
+            body=OutgoingMessages([message]),
             errors={404: ChannelGoneError},
         )
 
@@ -282,13 +279,15 @@ class ApiClient:
     ) -> tuple[list[dict[str, Any]], bool]:
         params = {"wait": str(int(wait_s))} if wait_s else None
         timeout = httpx.Timeout(READ_TIMEOUT_S + (wait_s or 0), connect=CONNECT_TIMEOUT_S)
-        doc = await self._call(
-            "GET", "/v1/messages/", what="fetching messages", params=params, timeout=timeout
+        batch = await self._call(
+            "GET",
+            "/v1/messages/",
+            what="fetching messages",
+            params=params,
+            timeout=timeout,
+            answer=MessageBatch,
         )
-        messages = doc.get("messages") if isinstance(doc, dict) else None
-        if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
-            raise RemoteProtocolError("the server's message list is malformed")
-        return messages, bool(doc.get("more", False))
+        return batch.messages, batch.more
 
     async def ack_message(self, guid: str) -> None:
         await self._call("DELETE", f"/v1/messages/{_seg(guid)}", what="acknowledging a message")
@@ -300,19 +299,26 @@ class ApiClient:
         path: str,
         *,
         what: str,
+        answer: type[T] | None = None,
         auth: bool = True,
         errors: ErrorMap | None = None,
-        json: Any = None,
+        body: bodies.Body | None = None,
+        headers: Mapping[str, str] | None = None,
         params: Mapping[str, str] | None = None,
         timeout: httpx.Timeout | None = None,
-    ) -> Any:
+    ) -> T:
+        """The answer decoded as ``answer``; with ``answer=None`` the body is not read."""
         kwargs: dict[str, Any] = {}
         if auth:
             if self.credentials is None:
                 raise AuthError(f"{what}: this device has no credentials")
             kwargs["auth"] = httpx.BasicAuth(self.credentials.username, self.credentials.password)
-        if json is not None:
-            kwargs["json"] = json
+        sent = dict(headers or {})
+        if body is not None:
+            kwargs["content"] = bodies.encode(body)
+            sent["Content-Type"] = "application/json"
+        if sent:
+            kwargs["headers"] = sent
         if params:
             kwargs["params"] = params
         if timeout is not None:
@@ -324,24 +330,33 @@ class ApiClient:
         except httpx.TransportError as exc:
             raise transport_error(exc, what, self.base_url) from exc
         log.debug("%s %s -> %s", method, path.split("/")[1:3], response.status_code)
-        if response.is_success:
-            if not response.content:
-                return {}
-            try:
-                return response.json()
-            except (ValueError, RecursionError) as exc:  # RecursionError: absurd nesting
-                raise RemoteProtocolError(f"{what}: the server's answer is not JSON") from exc
+        if not response.is_success:
+            raise self._refusal(response, what, errors)
+        if answer is None:
+            return None  # type: ignore[return-value]  # the caller reads no answer
+        try:
+            return bodies.decode(response.content, answer)
+        except MessageFormatError as exc:
+            raise RemoteProtocolError(
+                f"{what}: the server's answer is malformed ({exc.message})"
+            ) from None
+
+    def _refusal(
+        self, response: httpx.Response, what: str, errors: ErrorMap | None
+    ) -> ProvisionError:
         error = error_for_response(response, what, errors)
         creds = self.credentials
         # Credentials with a device id come from a stored record (or a registration that just
         # succeeded): a 401 then means the server dropped the device, not a typo.
         if isinstance(error, AuthError) and creds is not None and creds.device_id is not None:
-            raise DeviceUnlinkedError(
+            unlinked = DeviceUnlinkedError(
                 f"{what}: the server no longer accepts this device (device {creds.device_id} "
                 f"of {creds.number}; HTTP {response.status_code}): it was removed from the "
                 "account, or the account was registered again"
-            ) from error
-        raise error
+            )
+            unlinked.__cause__ = error
+            return unlinked
+        return error
 
 
 def error_for_response(
@@ -465,22 +480,6 @@ def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _int_field(doc: Any, name: str, *, lo: int | None = None, hi: int | None = None) -> int:
-    value = doc.get(name) if isinstance(doc, dict) else None
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise RemoteProtocolError(f"the server's answer lacks an integer {name!r}")
-    if (lo is not None and value < lo) or (hi is not None and value > hi):
-        raise RemoteProtocolError(f"the server's {name!r} is out of range")
-    return value
-
-
 def _int_list(doc: Any, name: str) -> list[int]:
     value = doc.get(name) if isinstance(doc, dict) else None
     return [v for v in value if _is_int(v)] if isinstance(value, list) else []
-
-
-def _device_attributes(registration_id: int, name: str | None) -> dict[str, Any]:
-    body: dict[str, Any] = {"registrationId": registration_id, "fetchesMessages": True}
-    if name:
-        body["name"] = name
-    return body

@@ -10,11 +10,10 @@ then opens a new channel with a new key (§4.1 step 3).
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import socket
 import ssl
-from typing import Any
+from typing import TypeVar
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
@@ -29,7 +28,7 @@ from textsecure_provision.errors import (
     ServerRefusedError,
     ServerUnreachableError,
 )
-from textsecure_provision.protocol.encoding import b64decode
+from textsecure_provision.protocol.bodies import ChannelDelivery, ChannelOpened, decode
 from textsecure_provision.protocol.link import parse_channel_id
 from textsecure_provision.transport.tls import make_ssl_context
 
@@ -141,6 +140,9 @@ class TempChannel:
         await self.close()
 
 
+T = TypeVar("T")
+
+
 def _os_failure(exc: OSError, server_url: str) -> str:
     if isinstance(exc, socket.gaierror):
         return f"cannot find the host of {server_url} (DNS: {exc.strerror or exc})"
@@ -151,32 +153,27 @@ def _os_failure(exc: OSError, server_url: str) -> str:
     return f"cannot connect to {server_url} ({type(exc).__name__})"
 
 
-def _load_frame(frame: str | bytes, what: str) -> dict[str, Any]:
+def _frame(frame: str | bytes, kind: type[T], what: str) -> T:
+    # surrogatepass: a lone surrogate becomes bytes msgspec refuses, not a UnicodeEncodeError
+    raw = frame.encode("utf-8", "surrogatepass") if isinstance(frame, str) else frame
     try:
-        doc = json.loads(frame)
-    except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # RecursionError: nesting
-        raise RemoteProtocolError(f"the server's {what} frame is not JSON") from exc
-    if not isinstance(doc, dict):
-        raise RemoteProtocolError(f"the server's {what} frame is not a JSON object")
-    return doc
+        return decode(raw, kind)
+    except MessageFormatError as exc:
+        raise RemoteProtocolError(
+            f"the server's {what} frame is malformed ({exc.message})"
+        ) from None
 
 
 def _parse_uuid_frame(frame: str | bytes) -> str:
-    doc = _load_frame(frame, "first")
-    uuid = doc.get("uuid")
+    opened = _frame(frame, ChannelOpened, "first")
     try:
-        return parse_channel_id(uuid if isinstance(uuid, str) else "")
+        return parse_channel_id(opened.uuid)
     except ProvisionError as exc:
         raise RemoteProtocolError("the server's channel uuid is not a canonical uuid") from exc
 
 
 def _parse_message_frame(frame: str | bytes) -> bytes:
-    doc = _load_frame(frame, "message")
-    try:
-        return b64decode(doc.get("message"), name="the channel message")
-    except MessageFormatError as exc:
-        reason = exc.message
-        raise RemoteProtocolError(f"the server's message frame is malformed ({reason})") from exc
+    return _frame(frame, ChannelDelivery, "message").message
 
 
 def _status_error(exc: InvalidStatus) -> ProvisionError:

@@ -12,7 +12,7 @@ The whole API::
 
 See docs/sessions.md. Modules: ``x3dh`` (first state), ``ratchet`` (double ratchet over one
 state), ``wire`` (byte layout), ``state`` (data + dict form), ``cipher`` (records),
-``primitives`` (doubleratchet's KDFs and crypto recipes).
+``primitives`` (libaxolotl's key schedule over ``crypto.symmetric``).
 """
 
 from __future__ import annotations

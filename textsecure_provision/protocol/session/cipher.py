@@ -17,14 +17,9 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from textsecure_provision.crypto.keys import KeyPair, PublicKey, Rng
-from textsecure_provision.errors import SessionError
+from textsecure_provision.errors import DuplicateMessageError, MessageTooFarError, SessionError
 from textsecure_provision.protocol.session import wire
-from textsecure_provision.protocol.session.ratchet import (
-    DUPLICATE,
-    TOO_FAR,
-    decrypt_with_state,
-    encrypt_with_state,
-)
+from textsecure_provision.protocol.session.ratchet import decrypt_with_state, encrypt_with_state
 from textsecure_provision.protocol.session.state import Session
 from textsecure_provision.protocol.session.x3dh import (
     PreKeyBundle,
@@ -81,21 +76,25 @@ def encrypt(session: Session, plaintext: bytes) -> Ciphertext:
     return Ciphertext(*encrypt_with_state(session.state, plaintext))
 
 
+_FINAL = (DuplicateMessageError, MessageTooFarError)
+"""Failures that another state would not cure: the message's chain was found."""
+
+
 def _decrypt_with_record(work: Session, message: wire.WhisperMessage, rng: Rng) -> bytes:
     """Try the current state, then archived ones (promoting the one that works), as libaxolotl."""
     try:
         work.state, plaintext = decrypt_with_state(work.state, message, rng)
         return plaintext
+    except _FINAL:
+        raise
     except SessionError as exc:
-        if exc.details.get("reason") in (DUPLICATE, TOO_FAR):
-            raise
         first_error = exc
     for i, state in enumerate(work.previous_states):
         try:
             promoted, plaintext = decrypt_with_state(state, message, rng)
-        except SessionError as exc:
-            if exc.details.get("reason") in (DUPLICATE, TOO_FAR):
-                raise
+        except _FINAL:
+            raise
+        except SessionError:
             continue
         del work.previous_states[i]
         work.archive_current(promoted)

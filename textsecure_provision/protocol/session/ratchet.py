@@ -1,7 +1,7 @@
 """The libaxolotl v3 double ratchet over one ``SessionState`` (§7).
 
-Why not ``doubleratchet.DoubleRatchet`` itself: the package's KDFs and crypto recipes are used
-(``primitives.py``), but its ratchet class cannot produce or accept libaxolotl v3 bytes:
+Why not the ``doubleratchet`` package's ``DoubleRatchet``: its ratchet class cannot produce or
+accept libaxolotl v3 bytes (the KDFs and crypto recipes are ``crypto/symmetric.py``):
 
 * libaxolotl's ``previousCounter`` is the *index* of the last message on the previous sending
   chain (``max(n - 1, 0)``), not the chain length the Double Ratchet spec puts in ``PN``; the
@@ -25,7 +25,12 @@ from __future__ import annotations
 from typing import Final
 
 from textsecure_provision.crypto.keys import KeyPair, PublicKey, Rng
-from textsecure_provision.errors import KeyFormatError, SessionError
+from textsecure_provision.errors import (
+    DuplicateMessageError,
+    KeyFormatError,
+    MessageTooFarError,
+    SessionError,
+)
 from textsecure_provision.protocol.session import wire
 from textsecure_provision.protocol.session.primitives import (
     aes_cbc_decrypt,
@@ -47,9 +52,6 @@ PREKEY_MESSAGE_TYPE: Final = 5
 """Server message type of a PreKeyWhisperMessage (§6 PREKEY_BUNDLE_DEVICE_CONTROL)."""
 WHISPER_MESSAGE_TYPE: Final = 6
 """Server message type of a WhisperMessage (§6 DEVICE_CONTROL)."""
-
-DUPLICATE: Final = "duplicate"
-TOO_FAR: Final = "too_far"
 
 
 def create_chain(
@@ -122,14 +124,13 @@ def _message_keys(chain: ReceiverChain, counter: int) -> MessageKeys:
     if counter < current.index:
         seed = chain.skipped.pop(counter, None)
         if seed is None:
-            raise SessionError(
-                "the message was already received (or is too old to decrypt)", reason=DUPLICATE
+            raise DuplicateMessageError(
+                "the message was already received (or is too old to decrypt)"
             )
         return MessageKeys.derive(seed, counter)
     if counter - current.index > MAX_FORWARD_JUMP:
-        raise SessionError(
-            f"the message is more than {MAX_FORWARD_JUMP} messages ahead of its chain",
-            reason=TOO_FAR,
+        raise MessageTooFarError(
+            f"the message is more than {MAX_FORWARD_JUMP} messages ahead of its chain"
         )
     while current.index < counter:
         current, seed = current.step()

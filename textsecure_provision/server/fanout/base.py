@@ -22,7 +22,8 @@ from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from typing import NewType, Protocol
 
-ChannelId = NewType("ChannelId", str)  # lowercase canonical uuid (§3)
+from textsecure_provision.protocol.link import ChannelId  # the one definition, re-used here
+
 MailboxKey = NewType("MailboxKey", str)
 
 ChannelSink = Callable[[str], Awaitable[bool]]

@@ -60,7 +60,7 @@ from textsecure_provision.server.fanout.base import (
     EventWaiter,
     MailboxKey,
 )
-from textsecure_provision.server.storage.postgres import redact_url
+from textsecure_provision.server.urls import redact_url
 
 log = logging.getLogger(__name__)
 

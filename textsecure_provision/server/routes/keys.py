@@ -13,36 +13,21 @@ from textsecure_provision.crypto.signing import verify
 from textsecure_provision.errors import (
     IdentityKeyMismatchError,
     InvalidInputError,
-    MessageFormatError,
     NotFoundError,
     TooLargeError,
 )
+from textsecure_provision.protocol.bodies import KeysUpload, PreKey
 from textsecure_provision.protocol.encoding import b64encode, parse_phone_number
 from textsecure_provision.server.handlers import json_response
 from textsecure_provision.server.services import authenticate, services
 from textsecure_provision.server.storage.base import KeyBundle, PreKeyRecord, SignedPreKeyRecord
-from textsecure_provision.server.validation import (
-    UINT32_MAX,
-    get_bytes,
-    get_int,
-    get_list,
-    get_object,
-    get_public_key,
-    parse_device_id,
-    read_json_object,
-)
+from textsecure_provision.server.validation import parse_device_id, read_body
 
-SIGNATURE_LEN = 64
 MASTER_DEVICE_ID = 1
 
 
-def _prekey(doc: object, name: str) -> PreKeyRecord:
-    if not isinstance(doc, dict):
-        raise MessageFormatError(f"{name} must be a JSON object")
-    return PreKeyRecord(
-        key_id=get_int(doc, "keyId", lo=0, hi=UINT32_MAX),
-        public_key=get_public_key(doc, "publicKey"),
-    )
+def _prekey(key: PreKey) -> PreKeyRecord:
+    return PreKeyRecord(key_id=key.key_id, public_key=key.public_key)
 
 
 async def upload_keys(request: Request) -> Response:
@@ -56,25 +41,16 @@ async def upload_keys(request: Request) -> Response:
     """
     svc = services(request)
     device = await authenticate(request)
-    doc = await read_json_object(request)
-    identity_key = get_public_key(doc, "identityKey")
-    spk_doc = get_object(doc, "signedPreKey")
+    body = await read_body(request, KeysUpload)
+    identity_key = body.identity_key
+    spk = body.signed_pre_key
     signed = SignedPreKeyRecord(
-        key_id=get_int(spk_doc, "keyId", lo=0, hi=UINT32_MAX),
-        public_key=get_public_key(spk_doc, "publicKey"),
-        signature=get_bytes(spk_doc, "signature"),
+        key_id=spk.key_id, public_key=spk.public_key, signature=spk.signature
     )
-    if len(signed.signature) != SIGNATURE_LEN:
-        raise InvalidInputError(f"signedPreKey.signature must be {SIGNATURE_LEN} bytes")
-    prekey_docs = get_list(doc, "preKeys")
-    if len(prekey_docs) > svc.config.max_prekeys:
+    if len(body.pre_keys) > svc.config.max_prekeys:
         raise TooLargeError(f"at most {svc.config.max_prekeys} one-time prekeys per upload")
-    prekeys = [_prekey(p, "preKeys[]") for p in prekey_docs]
-    if len({p.key_id for p in prekeys}) != len(prekeys):
-        raise InvalidInputError("preKeys holds the same keyId twice")
-    last_resort = None
-    if doc.get("lastResortKey") is not None:
-        last_resort = _prekey(doc["lastResortKey"], "lastResortKey")
+    prekeys = [_prekey(p) for p in body.pre_keys]
+    last_resort = None if body.last_resort_key is None else _prekey(body.last_resort_key)
     if not verify(PublicKey.from_bytes(identity_key), signed.public_key, signed.signature):
         raise InvalidInputError("the signed prekey's signature does not verify")
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import re
 import uuid
-from dataclasses import dataclass
-from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -20,45 +18,21 @@ from textsecure_provision.errors import (
     NotFoundError,
     StaleDevicesError,
 )
-from textsecure_provision.protocol.encoding import b64decode, b64encode, parse_phone_number
+from textsecure_provision.protocol.bodies import (
+    ChannelMessage,
+    ChannelMessages,
+    OutgoingMessage,
+    OutgoingMessages,
+)
+from textsecure_provision.protocol.encoding import b64encode, parse_phone_number
 from textsecure_provision.server.fanout.base import ChannelId, mailbox_key
 from textsecure_provision.server.handlers import json_response
 from textsecure_provision.server.routes.channels import message_frame
 from textsecure_provision.server.services import Services, authenticate, services
-from textsecure_provision.server.storage.base import DeviceRecord, NewMessage
-from textsecure_provision.server.validation import (
-    INT31_MAX,
-    UINT32_MAX,
-    get_int,
-    get_list,
-    get_optional_int,
-    parse_wait,
-    read_json_object,
-)
+from textsecure_provision.server.storage.base import NewMessage, StoredDevice
+from textsecure_provision.server.validation import parse_wait, read_body
 
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
-
-
-@dataclass(frozen=True)
-class _Outgoing:
-    type: int
-    device_id: int
-    registration_id: int
-    body: bytes
-    timestamp: int | None
-
-
-def _outgoing(doc: object) -> _Outgoing:
-    if not isinstance(doc, dict):
-        raise MessageFormatError("each of messages must be a JSON object")
-    return _Outgoing(
-        type=get_int(doc, "type", lo=0, hi=INT31_MAX),
-        device_id=get_int(doc, "destinationDeviceId", lo=1, hi=INT31_MAX),
-        # 0 or absent: "not checked", as Signal-Server does (docs/protocol.md)
-        registration_id=get_optional_int(doc, "destinationRegistrationId", hi=UINT32_MAX) or 0,
-        body=b64decode(doc.get("body"), name="body"),
-        timestamp=get_optional_int(doc, "timestamp"),
-    )
 
 
 async def send_messages(request: Request) -> Response:
@@ -67,43 +41,37 @@ async def send_messages(request: Request) -> Response:
     destination = request.path_params["destination"]
     sender = await authenticate(request)
     await svc.limits.enforce("message_send_device", f"{sender.number}.{sender.device_id}")
-    doc = await read_json_object(request)
-    items = get_list(doc, "messages")
     channel = destination.lower()
     if _UUID.fullmatch(channel):
-        return await _send_to_channel(svc, ChannelId(channel), items)
+        to_channel = await read_body(request, ChannelMessages)
+        return await _send_to_channel(svc, ChannelId(channel), to_channel.messages)
+    body = await read_body(request, OutgoingMessages)
     number = parse_phone_number(destination)
-    return await _send_to_number(svc, sender, number, items)
+    return await _send_to_number(svc, sender, number, body.messages)
 
 
-async def _send_to_channel(svc: Services, channel: ChannelId, items: list[Any]) -> Response:
+async def _send_to_channel(
+    svc: Services, channel: ChannelId, items: list[ChannelMessage]
+) -> Response:
     """Exactly one message; its body (the DeviceInit) is relayed (§4.1); 404 if the channel
     is gone, expired or already used. Only ``body`` matters; the other fields may be absent."""
-    if len(items) != 1 or not isinstance(items[0], dict):
+    if len(items) != 1:
         raise MessageFormatError("a temp channel takes exactly one message")
-    body_text = items[0].get("body")
-    b64decode(body_text, name="body")  # strict base64, so the frame holds what §4.1 says
-    assert isinstance(body_text, str)
-    if not await svc.fanout.publish(channel, message_frame(body_text)):
+    if not await svc.fanout.publish(channel, message_frame(b64encode(items[0].body))):
         raise ChannelGoneError("no such open channel (gone, expired or already used)")
     svc.metrics.channel_messages_delivered += 1
     return json_response({})
 
 
 async def _send_to_number(
-    svc: Services, sender: DeviceRecord, number: str, items: list[Any]
+    svc: Services, sender: StoredDevice, number: str, outgoing: list[OutgoingMessage]
 ) -> Response:
     """409 unless another account's sender covers every device; 410 on a non-zero
     registration-id mismatch (0 or absent is not checked). The sender's own account: any
     subset of its other devices, never 409."""
-    if not items:
-        raise MessageFormatError("messages is empty")
-    if len(items) > svc.config.max_messages_per_send:
+    if len(outgoing) > svc.config.max_messages_per_send:
         raise InvalidInputError(f"at most {svc.config.max_messages_per_send} messages per send")
-    outgoing = [_outgoing(item) for item in items]
-    ids = [m.device_id for m in outgoing]
-    if len(set(ids)) != len(ids):
-        raise InvalidInputError("the same destinationDeviceId appears twice")
+    ids = [m.destination_device_id for m in outgoing]  # distinct (OutgoingMessages)
     devices = {d.device_id: d for d in await svc.storage.list_devices(number)}
     if not devices:
         raise NotFoundError("no such account")
@@ -123,9 +91,10 @@ async def _send_to_number(
                 extra=extra,
             )
     stale = sorted(
-        m.device_id
+        m.destination_device_id
         for m in outgoing
-        if m.registration_id and devices[m.device_id].registration_id != m.registration_id
+        if m.destination_registration_id  # 0 or absent: not checked (docs/protocol.md)
+        and devices[m.destination_device_id].registration_id != m.destination_registration_id
     )
     if stale:
         raise StaleDevicesError("a destination device was re-linked", stale=stale)
@@ -135,7 +104,7 @@ async def _send_to_number(
             NewMessage(
                 guid=str(uuid.uuid4()),
                 number=number,
-                device_id=m.device_id,
+                device_id=m.destination_device_id,
                 source=sender.number,
                 source_device=sender.device_id,
                 type=m.type,
@@ -148,7 +117,7 @@ async def _send_to_number(
     )
     svc.metrics.messages_stored += len(outgoing)
     for m in outgoing:
-        await svc.fanout.notify(mailbox_key(number, m.device_id))
+        await svc.fanout.notify(mailbox_key(number, m.destination_device_id))
     return json_response({})
 
 

@@ -59,7 +59,11 @@ async def metrics(request: Request) -> Response:
 
 
 async def openapi(request: Request) -> Response:
-    return json_response(openapi_document(services(request).config))
+    # Built once per app: generating it costs ~10 ms of CPU, too much for an open endpoint.
+    state = request.app.state
+    if getattr(state, "openapi_document", None) is None:
+        state.openapi_document = openapi_document(services(request).config, request.app.routes)
+    return json_response(state.openapi_document)
 
 
 routes = [

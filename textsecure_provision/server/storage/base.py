@@ -29,7 +29,10 @@ class NewDevice:
 
 
 @dataclass(frozen=True)
-class DeviceRecord:
+class StoredDevice:
+    """What the server keeps about one device of an account (not the client's ``DeviceRecord``,
+    which is a device's own record, with its private keys, in its data folder)."""
+
     number: str
     device_id: int
     registration_id: int
@@ -40,9 +43,9 @@ class DeviceRecord:
     last_seen_ms: int
 
 
-def device_from_row(row: Sequence[Any]) -> DeviceRecord:
+def device_from_row(row: Sequence[Any]) -> StoredDevice:
     """A ``devices`` row, in the column order both backends select, as a record."""
-    return DeviceRecord(
+    return StoredDevice(
         number=row[0],
         device_id=row[1],
         registration_id=row[2],
@@ -139,9 +142,9 @@ class Storage(Protocol):
         """Make ``number`` an account whose only device is device 1. An existing account
         of that number is replaced with everything it held (devices, keys, messages)."""
 
-    async def get_device(self, number: str, device_id: int) -> DeviceRecord | None: ...
+    async def get_device(self, number: str, device_id: int) -> StoredDevice | None: ...
 
-    async def list_devices(self, number: str) -> list[DeviceRecord]:
+    async def list_devices(self, number: str) -> list[StoredDevice]:
         """The account's devices by id; empty if there is no such account."""
 
     async def touch_device(self, number: str, device_id: int, now_ms: int) -> None:

@@ -45,17 +45,18 @@ from textsecure_provision.errors import (
     StoreError,
 )
 from textsecure_provision.server.storage.base import (
-    DeviceRecord,
     KeyBundle,
     NewDevice,
     NewMessage,
     PreKeyRecord,
     SignedPreKeyRecord,
+    StoredDevice,
     StoredMessage,
     device_from_row,
     match_code,
 )
 from textsecure_provision.server.storage.migrations import load_migrations
+from textsecure_provision.server.urls import redact_url
 
 log = logging.getLogger(__name__)
 
@@ -109,16 +110,6 @@ def parse_postgres_url(url: str) -> tuple[str, str | None, int]:
             rest.append((key, value))
     dsn = urlunsplit(parts._replace(query=urlencode(rest)))
     return dsn, schema, pool_size
-
-
-def redact_url(url: str) -> str:
-    """The URL without its password, for logs and /health."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return urlunsplit(parts._replace(query=""))
-    netloc = parts.netloc.rsplit("@", 1)[1]
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}", query=""))
 
 
 async def _keep_session(con: Any) -> None:
@@ -369,7 +360,7 @@ class PostgresStorage:
             now_ms,
         )
 
-    async def get_device(self, number: str, device_id: int) -> DeviceRecord | None:
+    async def get_device(self, number: str, device_id: int) -> StoredDevice | None:
         async with self._con() as con:
             row = await con.fetchrow(
                 f"SELECT {_DEVICE_COLUMNS} FROM devices WHERE number = $1 AND device_id = $2",  # noqa: S608
@@ -378,7 +369,7 @@ class PostgresStorage:
             )
         return None if row is None else device_from_row(row)
 
-    async def list_devices(self, number: str) -> list[DeviceRecord]:
+    async def list_devices(self, number: str) -> list[StoredDevice]:
         async with self._con() as con:
             rows = await con.fetch(
                 f"SELECT {_DEVICE_COLUMNS} FROM devices WHERE number = $1 ORDER BY device_id",  # noqa: S608

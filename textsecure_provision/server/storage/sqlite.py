@@ -32,12 +32,12 @@ from textsecure_provision.errors import (
     StoreError,
 )
 from textsecure_provision.server.storage.base import (
-    DeviceRecord,
     KeyBundle,
     NewDevice,
     NewMessage,
     PreKeyRecord,
     SignedPreKeyRecord,
+    StoredDevice,
     StoredMessage,
     device_from_row,
     match_code,
@@ -291,7 +291,7 @@ class SqliteStorage:
             ),
         )
 
-    async def get_device(self, number: str, device_id: int) -> DeviceRecord | None:
+    async def get_device(self, number: str, device_id: int) -> StoredDevice | None:
         query = f"SELECT {_DEVICE_COLUMNS} FROM devices WHERE number = ? AND device_id = ?"  # noqa: S608
         reader = self._reader
         if reader is not None and self._executor is not None:
@@ -301,14 +301,14 @@ class SqliteStorage:
             except sqlite3.OperationalError:
                 pass
 
-        def op() -> DeviceRecord | None:
+        def op() -> StoredDevice | None:
             row = self.con.execute(query, (number, device_id)).fetchone()
             return None if row is None else device_from_row(row)
 
         return await self._run(op)
 
-    async def list_devices(self, number: str) -> list[DeviceRecord]:
-        def op() -> list[DeviceRecord]:
+    async def list_devices(self, number: str) -> list[StoredDevice]:
+        def op() -> list[StoredDevice]:
             rows = self.con.execute(
                 f"SELECT {_DEVICE_COLUMNS} FROM devices WHERE number = ? ORDER BY device_id",  # noqa: S608
                 (number,),

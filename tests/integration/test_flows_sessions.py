@@ -12,12 +12,11 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
-from flow_support import CODE, NUMBER, LinkUi, running_server
 
 from textsecure_provision.errors import (
     MismatchedDevicesError,
@@ -52,11 +51,13 @@ from textsecure_provision.flows.sessions import (
     linked_hook as make_linked_hook,
 )
 from textsecure_provision.flows.ui import RecordingUi
-from textsecure_provision.protocol.encoding import b64encode
+from textsecure_provision.protocol.bodies import OutgoingMessage
 from textsecure_provision.protocol.messages import ControlType, encode_device_control
 from textsecure_provision.protocol.session import encrypt, initiate_session
 from textsecure_provision.store.sessions import SESSIONS_FILE, SessionStore
 from textsecure_provision.transport.api import ApiClient, Credentials
+
+from .flow_support import CODE, NUMBER, LinkUi, running_server
 
 OTHER = "+15550002222"
 
@@ -277,8 +278,8 @@ async def test_control_from_another_account_is_dropped(server: str, tmp_path: Pa
         msg_type, body = encrypt(session, encode_device_control(new_device_registered(s_record)))
         await api.send_messages(
             NUMBER,
-            [{"type": msg_type, "destinationDeviceId": 1, "body": b64encode(body),
-              "destinationRegistrationId": bundle.registration_id, "timestamp": 1}],
+            [OutgoingMessage(type=msg_type, destination_device_id=1, body=body,
+                             destination_registration_id=bundle.registration_id, timestamp=1)],
         )  # fmt: skip
     summary, ui = await receive(master)
     assert [(o.kind, o.source) for o in summary.outcomes] == [(DROPPED, OTHER)]
@@ -305,8 +306,9 @@ async def test_bad_mac_is_reported_dropped_and_the_session_rebuilt(
     async with api_for(record, s1) as api:
         await api.send_messages(
             NUMBER,
-            [{"type": 6, "destinationDeviceId": 1, "body": b64encode(tampered),
-              "destinationRegistrationId": session.remote_registration_id, "timestamp": 1}],
+            [OutgoingMessage(type=6, destination_device_id=1, body=tampered,
+                             destination_registration_id=session.remote_registration_id,
+                             timestamp=1)],
         )  # fmt: skip
     summary, ui = await receive(master)
     assert [o.kind for o in summary.outcomes] == [UNDECRYPTABLE]
@@ -389,11 +391,11 @@ async def test_device_removed_between_listing_and_put_404(server: str, tmp_path:
 
         removed = False
 
-        async def send_messages(self, destination: str, messages: list[dict[str, Any]]) -> Any:
+        async def send_messages(self, destination: str, messages: Sequence[OutgoingMessage]) -> None:
             if not RemovesFirst.removed:
                 RemovesFirst.removed = True
                 await self.remove_device(2)
-            return await super().send_messages(destination, messages)
+            await super().send_messages(destination, messages)
 
     report = await send(master, sent_message(OTHER, "after 404"), api_cls=RemovesFirst)
     assert report.gone == (2,)
@@ -409,11 +411,11 @@ async def test_409_mismatch_is_repaired_once_then_raised(server: str, tmp_path: 
     class Mismatch(ApiClient):
         """A server of another design: 409 for the first PUT (device 2 'missing')."""
 
-        async def send_messages(self, destination: str, messages: list[dict[str, Any]]) -> Any:
-            puts.append([m["destinationDeviceId"] for m in messages])
+        async def send_messages(self, destination: str, messages: Sequence[OutgoingMessage]) -> None:
+            puts.append([m.destination_device_id for m in messages])
             if len(puts) == 1:
                 raise MismatchedDevicesError("409", missing=[2], extra=[])
-            return await super().send_messages(destination, messages)
+            await super().send_messages(destination, messages)
 
     report = await send(master, sent_message(OTHER, "after 409"), api_cls=Mismatch)
     assert puts == [[2], [2]]
@@ -421,8 +423,8 @@ async def test_409_mismatch_is_repaired_once_then_raised(server: str, tmp_path: 
     assert bodies((await receive(s1))[0]) == [(1, "after 409")]
 
     class AlwaysStale(ApiClient):
-        async def send_messages(self, destination: str, messages: list[dict[str, Any]]) -> Any:
-            puts.append([m["destinationDeviceId"] for m in messages])
+        async def send_messages(self, destination: str, messages: Sequence[OutgoingMessage]) -> None:
+            puts.append([m.destination_device_id for m in messages])
             raise StaleDevicesError("410", stale=[2])
 
     puts.clear()

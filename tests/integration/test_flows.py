@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from flow_support import CODE, NUMBER, LinkUi, running_server
 
 from textsecure_provision.crypto.keys import KeyPair
 from textsecure_provision.errors import (
@@ -41,6 +40,8 @@ from textsecure_provision.flows.secondary import (
 )
 from textsecure_provision.flows.ui import RecordingUi
 from textsecure_provision.store import DeviceRecord, DeviceStore
+
+from .flow_support import CODE, NUMBER, LinkUi, running_server
 
 
 def prompts_and_steps(ui: RecordingUi) -> list[str]:

@@ -1,0 +1,34 @@
+"""Backend URLs are shown without passwords, and printing one loads no other backend (15.6)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from textsecure_provision.server.urls import redact_url
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("redis://:pw@r:6379/0", "redis://:***@r:6379/0"),
+        ("redis://user:pw@r:6379/0?password=pw2", "redis://user:***@r:6379/0"),
+        ("postgresql://relay:hunter2@db:5432/relay?schema=r", "postgresql://relay:***@db:5432/relay"),
+        ("redis://r:6379/0", "redis://r:6379/0"),
+    ],
+)
+def test_passwords_are_never_shown(url: str, shown: str) -> None:
+    assert redact_url(url) == shown
+
+
+def test_redis_backends_do_not_load_asyncpg() -> None:
+    code = (
+        "import sys\n"
+        "import textsecure_provision.server.fanout.redis\n"
+        "import textsecure_provision.server.limits_redis\n"
+        "print('asyncpg' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "False"
