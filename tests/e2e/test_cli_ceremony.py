@@ -130,6 +130,7 @@ def test_reset_unlinks_a_linked_device_and_deletes_its_folder(
     before = folder_digest(home)
     res = run("reset", home=home)
     assert res.returncode == 4
+    assert "Next: Nothing was unlinked or deleted." in res.stderr
     assert folder_digest(home) == before
     res = run("reset", "--yes", "--json", home=home)
     assert res.returncode == 0, res.stderr

@@ -54,11 +54,16 @@ def remove(settings: Settings, device_id: int) -> None:
     from textsecure_provision.flows.devices import remove_device
 
     out = Output.from_settings(settings)
-    out.confirm(
-        f"Unlink device {device_id}?",
-        refusal="you did not confirm the removal",
-        interrupted="nothing was removed.",
-    )
+    from textsecure_provision.errors import RefusedError
+
+    try:
+        out.confirm(
+            f"Unlink device {device_id}?",
+            refusal="you did not confirm the removal",
+            interrupted="nothing was removed.",
+        )
+    except RefusedError as exc:  # not the linking hint ("Nothing was linked...")
+        raise exc.with_hint("Nothing was removed.") from None
     try:
         record = asyncio.run(remove_device(flow_config(settings), device_id))
     except KeyboardInterrupt:

@@ -21,6 +21,7 @@ from textsecure_provision.errors import (
     AuthError,
     NotFoundError,
     ProvisionError,
+    RefusedError,
     StoreError,
 )
 from textsecure_provision.flows.config import FlowConfig
@@ -58,10 +59,13 @@ async def reset_device(config: FlowConfig, ui: Ui) -> ResetResult:
         number=record.number if record else None,
         device_id=record.device_id if record else None,
     )
-    ui.confirm(
-        f"Delete {path}" + (" and unlink this device" if _can_unlink(record) else "") + "?",
-        refusal="you did not confirm the reset",
-    )
+    try:
+        ui.confirm(
+            f"Delete {path}" + (" and unlink this device" if _can_unlink(record) else "") + "?",
+            refusal="you did not confirm the reset",
+        )
+    except RefusedError as exc:  # not the linking hint ("Nothing was linked...")
+        raise exc.with_hint("Nothing was unlinked or deleted.") from None
     unlinked = False
     if record is not None and _can_unlink(record):
         ui.state(
