@@ -108,7 +108,7 @@ def test_malformed_server_answer_is_not_check_the_input(tmp_path: Path) -> None:
     finally:
         httpd.shutdown()
     assert res.returncode == 6, res.stderr
-    assert "the server's answer is not JSON" in res.stderr
+    assert "the server's answer is malformed (the body is not valid JSON)" in res.stderr
     assert "Check the input" not in res.stderr
     assert "operator" in res.stderr
 

@@ -116,9 +116,51 @@ class Output:
                 hint="Run it in a terminal, or pass --yes if you have checked what it will do.",
             )
         with interruptible(interrupted):
-            answer = click.confirm(question, default=False, err=True)
-        if not answer:
+            while True:
+                answer = prompt_line(f"{question} [y/N]: ").strip().lower()
+                if answer in ("y", "yes", "n", "no", ""):
+                    break
+                click.echo("Error: invalid input", err=True)
+        if answer not in ("y", "yes"):
             raise RefusedError(refusal)
+
+
+def prompt_line(text: str) -> str:
+    """Show ``text`` on stderr and read one line from the terminal on stdin.
+
+    Not ``input()``: a Ctrl-C that arrives just as the prompt appears, before the read
+    has begun, would be noted and then wait until Enter (the signal cannot interrupt a
+    read that starts after it). Here the wait is a ``select`` that also watches the
+    signal wake-up pipe, so Ctrl-C ends the wait whenever it comes; its handler then
+    raises ``KeyboardInterrupt``. End of input raises ``EOFError``.
+    """
+    import select
+
+    click.echo(text, nl=False, err=True)
+    fd = sys.stdin.fileno()
+    if threading.current_thread() is not threading.main_thread():
+        line = sys.stdin.readline()  # no signals here; nothing better to wait on
+    else:
+        wake_r, wake_w = os.pipe()
+        os.set_blocking(wake_r, False)
+        os.set_blocking(wake_w, False)
+        previous = signal.set_wakeup_fd(wake_w)
+        try:
+            while True:
+                ready, _, _ = select.select([fd, wake_r], [], [])
+                if wake_r in ready:  # a signal came: its handler has run (Ctrl-C raised)
+                    with contextlib.suppress(BlockingIOError):
+                        os.read(wake_r, 512)
+                if fd in ready:
+                    line = sys.stdin.readline()
+                    break
+        finally:
+            signal.set_wakeup_fd(previous)
+            os.close(wake_r)
+            os.close(wake_w)
+    if not line:
+        raise EOFError
+    return line.rstrip("\r\n")
 
 
 @contextlib.contextmanager
@@ -134,10 +176,10 @@ def interruptible(note: str) -> Iterator[None]:
         restore = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         yield
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, EOFError):  # Ctrl-C, or Ctrl-D (end of input) at a prompt
         click.echo("", err=True)  # end the prompt's line
         raise UserInterruptError(note) from None
-    except click.Abort as exc:  # click's own catch of Ctrl-C / end of input at a prompt
+    except click.Abort as exc:  # click's own catch of both, should a click prompt be used
         click.echo("", err=True)
         raise UserInterruptError(note) from exc
     finally:

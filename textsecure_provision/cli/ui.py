@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 
 import click
 
-from textsecure_provision.cli.output import Output, colour_enabled, interruptible
+from textsecure_provision.cli.output import Output, colour_enabled, interruptible, prompt_line
 from textsecure_provision.errors import InvalidInputError, UserInterruptError
 
 T = TypeVar("T")
@@ -245,7 +245,10 @@ class CliUi:
                 hint="Pass it as an option (e.g. --code), or run the command in a terminal.",
             )
         with interruptible(self.interrupt_note):
-            return str(click.prompt(self._labelled(question), err=True)).strip()
+            while True:
+                answer = prompt_line(f"{self._labelled(question)}: ").strip()
+                if answer:  # an empty line asks again, as click's prompt did
+                    return answer
 
     # -- helpers ----------------------------------------------------------------------------
     def _labelled(self, text: str) -> str:

@@ -2,15 +2,17 @@
 
 Choices, and why:
 
-- **Error correction M.** The ~190-character link needs version 10 (57
-  modules a side) at M, version 8 (49) at L. Measured with ``qr.scan`` on
+- **Error correction M.** The ~180-character link needs version 9 (53
+  modules a side) at M, version 8 (49) at L (a long server name adds a
+  version). Measured with ``qr.scan`` on
   simulated phone photos of a screen (1000 px JPEG q60, rotated 10-20°,
   noise; 12 seeds each): L's larger modules survive more blur when the code is
   small in the frame (blur σ 3 px at 35 % of the frame: L 12/12, M 0/12), but
   M survives a glare spot half as wide again (radius 100 px on a 600 px code:
   M 12/12, L 0/12). Blur is fixed by moving the phone closer or letting it
   focus; a reflection on a glossy screen or a thumb over a corner is the
-  failure users cannot see, so M. It still fits 80 columns: 57 + 2 × 4 = 65.
+  failure users cannot see, so M where it fits (in a terminal: 53 + 2 × 2 = 57
+  columns by 29 rows).
 - **Quiet zone of 4 modules** (the standard's minimum) in files: scanners
   find the code faster. **In a terminal, 2 modules**, always drawn as light
   blocks: what lies around them (the terminal's background, dark on the
@@ -36,7 +38,7 @@ Choices, and why:
 - **Unicode half blocks** (``▀ ▄ █`` and space) put two module rows in one
   text row, so a module is about square in a 1:2 terminal cell. The ASCII
   fallback draws one module as two characters (``##`` or two spaces), one
-  module row per text row, so it is 130 columns wide: for logs, wide windows
+  module row per text row, so it is about 114 columns wide: for logs, wide windows
   and terminals without those glyphs; it is chosen explicitly or when the
   output stream cannot encode the block characters (``needs_ascii``).
 
