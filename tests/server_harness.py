@@ -7,7 +7,8 @@ Two ways to run the real relay server, both on 127.0.0.1 and a real socket:
   tests/integration (``conftest.start_server``), tests/hardening (``support.start_live_server``)
   and the flow tests (``flow_support.running_server``).
 * ``ServerProcess``: ``provision server`` as its own process, on a database that outlives it
-  (restart, kill -9), found through its ``--port-file``. Used by tests/e2e
+  (restart, kill -9), found through its ``--port-file``: the product's own
+  ``server/process.py`` (``provision demo`` runs its server with it). Used by tests/e2e
   (``e2e_helpers.start_server``) and tests/hardening (``support.make_server_process``).
 
 ``make_pki`` makes a CA and a server certificate signed by it, for every TLS test.
@@ -20,10 +21,7 @@ import datetime
 import ipaddress
 import os
 import secrets
-import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -31,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from textsecure_provision.clock import now_ms
+from textsecure_provision.server import process
 from textsecure_provision.server.app import create_app
 from textsecure_provision.server.config import ServerConfig
 from textsecure_provision.server.runner import ProvisionServer, uvicorn_config
@@ -165,68 +164,21 @@ def clean_env(**extra: str) -> dict[str, str]:
     return env
 
 
-@dataclass
-class ServerProcess:
-    """``provision server`` as its own process, on a database that outlives it."""
+class ServerProcess(process.ServerProcess):
+    """The product's ``server/process.py`` (what ``provision demo`` runs), with what the
+    tests also need: ``start`` returns the process itself, ``kill9``, the server's RSS."""
 
-    workdir: Path
-    db: Path
-    port: int = 0
-    """0: a free port the server picks (a restart then gets another); else a fixed one."""
-    args: tuple[str, ...] = ()
-    proc: subprocess.Popen[bytes] | None = None
-    url: str = ""
-    logs: list[Path] = field(default_factory=list)
+    def __init__(
+        self, workdir: Path, db: Path | None = None, port: int = 0, args: tuple[str, ...] = ()
+    ) -> None:
+        super().__init__(workdir, db, port, args, env=clean_env(), start_timeout_s=START_TIMEOUT_S)
 
-    def start(self) -> ServerProcess:
-        assert self.proc is None or self.proc.poll() is not None, "already running"
-        port_file = self.workdir / "server.url"
-        port_file.unlink(missing_ok=True)
-        log_path = self.workdir / f"server-{len(self.logs)}.log"
-        self.logs.append(log_path)
-        args = [
-            sys.executable, "-m", "textsecure_provision", "server",
-            "--host", "127.0.0.1", "--port", str(self.port), "--port-file", str(port_file),
-            "--db", f"sqlite:///{self.db}", *self.args,
-        ]  # fmt: skip
-        with log_path.open("wb") as log:
-            self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=clean_env())
-        proc = self.proc
-
-        def ready() -> str | None:
-            if proc.poll() is not None:
-                raise AssertionError("provision server exited:\n" + log_path.read_text())
-            text = port_file.read_text() if port_file.exists() else ""
-            return text.strip() if text.endswith("\n") else None
-
-        try:
-            self.url = wait_for(ready, START_TIMEOUT_S, "the server's port file")
-        except BaseException:
-            self.kill9()
-            raise
+    def start(self) -> ServerProcess:  # type: ignore[override]
+        super().start()
         return self
 
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
     def kill9(self) -> None:
-        """SIGKILL: no shutdown handler runs, nothing is flushed beyond what was committed."""
-        if self.proc is not None and self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=STOP_TIMEOUT_S)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                self.kill9()
-
-    def log(self) -> str:
-        return "".join(p.read_text(errors="replace") for p in self.logs if p.exists())
+        self.kill()
 
     def rss_kib(self) -> int:
         """The process's resident set size (Linux /proc)."""

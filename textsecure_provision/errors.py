@@ -13,9 +13,10 @@ both ends of the wire share one set of names.
     │                                         LinkError -, QrError - (NoSuchImageError,
     │                                         UnreadableImageError, NotAnImageError,
     │                                         NoQrCodeError, SeveralQrCodesError),
-    │                                         QrDecoderUnavailableError -
+    │                                         QrDecoderUnavailableError -, ShortCodeFormatError
     ├─ TimedOutError            exit 3 / -
-    ├─ RefusedError             exit 4 / -    NumberMismatchError, ConfirmationMismatchError
+    ├─ RefusedError             exit 4 / -    NumberMismatchError, ConfirmationMismatchError,
+    │                                         WrongShortCodeError
     ├─ UntrustedServerError     exit 5 / -
     ├─ ServerUnreachableError   exit 6 / -    RemoteProtocolError -, ServerDegradedError -
     ├─ ServerRefusedError       exit 7        AuthError 401, ForbiddenError 403,
@@ -25,9 +26,11 @@ both ends of the wire share one set of names.
     │                                         IdentityKeyMismatchError 409,
     │                                         MismatchedDevicesError 409, StaleDevicesError 410,
     │                                         DeviceLimitError 411, TooLargeError 413,
-    │                                         RateLimitedError 429
+    │                                         RateLimitedError 429, NameplateGoneError 404,
+    │                                         NameplateClaimedError 409, NameplateBurnedError
+    │                                         410, ShortCodesUnsupportedError 404
     ├─ BadMessageError          exit 8 / -    EnvelopeError, SessionError (DuplicateMessageError,
-    │                                         MessageTooFarError)
+    │                                         MessageTooFarError), ShortCodeMessageError
     ├─ StoreError               exit 9 / 503  ServiceUnavailableError
     └─ UserInterruptError       exit 130 / -  Ctrl-C; the message says what state things are in
 
@@ -120,6 +123,12 @@ class PhoneNumberError(InvalidInputError):
     hint = "Give the number in E.164 form: '+' then 8 to 15 digits, e.g. +15550001111."
 
 
+class ShortCodeFormatError(InvalidInputError):
+    """A typed short code is not ``NUMBER-word-word``, or a word is not in the list."""
+
+    hint = "Type the code exactly as `provision secondary` shows it, e.g. 7-revenge-tiger."
+
+
 class QrError(InvalidInputError):
     """No usable QR code could be read from the image."""
 
@@ -197,6 +206,15 @@ class ConfirmationMismatchError(RefusedError):
     """The confirmation code does not match the one shown on the other device (§5)."""
 
     hint = "Do not link this device. Restart both sides and compare the codes again."
+
+
+class WrongShortCodeError(RefusedError):
+    """The two sides did not type the same short code: the key confirmation failed."""
+
+    hint = (
+        "The code is burned now: nothing was sent and nothing was linked. Restart "
+        "`provision secondary` for a new code and type it again."
+    )
 
 
 # -- 5: untrusted server --------------------------------------------------------------------
@@ -385,6 +403,35 @@ class RateLimitedError(ServerRefusedError):
         self.retry_after = retry_after
 
 
+class NameplateGoneError(NotFoundError):
+    """No open short code with that number on this server: expired, used or mistyped."""
+
+    hint = (
+        "Check the number at the start of the code, and that the new device uses this "
+        "account's server (--server); else restart `provision secondary` for a new code."
+    )
+
+
+class NameplateClaimedError(ConflictError):
+    """Another device already used this short code (one attempt per code)."""
+
+    hint = "Restart `provision secondary` on the new device for a new code."
+
+
+class NameplateBurnedError(ServerRefusedError):
+    """The short code was burned: a wrong code was tried on it (410)."""
+
+    http_status = 410
+    hint = "Restart `provision secondary` on the new device for a new code."
+
+
+class ShortCodesUnsupportedError(ServerRefusedError):
+    """The server does not offer links by short code (an older or configured-off server)."""
+
+    http_status = 404
+    hint = "Link with the QR code or the link text instead (`provision master scan`)."
+
+
 # -- 8: failed authentication ---------------------------------------------------------------
 
 
@@ -412,6 +459,12 @@ class DuplicateMessageError(SessionError):
 
 class MessageTooFarError(SessionError):
     """The message is too far ahead of its chain to derive its key (§7)."""
+
+
+class ShortCodeMessageError(BadMessageError):
+    """A short-code exchange message is malformed, out of order, or failed authentication."""
+
+    hint = "Someone may be tampering with the exchange. Restart both sides; do not trust it."
 
 
 # -- 9: store -------------------------------------------------------------------------------

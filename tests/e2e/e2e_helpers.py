@@ -37,6 +37,8 @@ SHARED_ADDRESS_LIMITS = [
         "code_guess_address",
         "channel_create_address",
         "auth_failure_address",
+        "nameplate_allocate_address",
+        "nameplate_claim_address",
     )
 ]
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from textsecure_provision.server.config import RateLimits, Rule
+from textsecure_provision.server.config import LockoutRule, RateLimits, Rule
 from textsecure_provision.server.limits import MemoryRateLimiter
 
 from .support import (
@@ -37,6 +37,7 @@ from .support import (
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="binds to 127.0.0.2+")
 
 DEFAULTS = RateLimits()
+LOCKOUT = LockoutRule()
 DOC = Path(__file__).resolve().parents[2] / "docs" / "security.md"
 
 
@@ -105,27 +106,30 @@ def assert_refused(r: httpx.Response, rule: Rule) -> int:
 def test_code_guesses_per_number_are_cut_off_whatever_the_address(
     server: LiveServer, clock: FakeMonotonic
 ) -> None:
-    rule = DEFAULTS.code_guess_number
-    assert rule == Rule(10, 3600)
+    rule, per_address = DEFAULTS.code_guess_number, DEFAULTS.code_guess_address
+    assert rule == Rule(100, 3600) and per_address == Rule(10, 3600)
     with client_from(server) as c:
         master = register(c)
         right = provisioning_code(c, master)
-    # The guesser spreads its guesses over three addresses: the per-number budget holds.
-    clients = [client_from(server, f"127.0.0.{i}") for i in (2, 3, 4)]
+    # The guesser spreads its guesses over ten addresses, each spending its whole budget:
+    # the per-number budget holds.
+    clients = [client_from(server, f"127.0.0.{i}") for i in range(2, 14)]
     try:
         for i in range(rule.count):
-            r = guess_code(clients[i % 3], master.number, wrong_code(right, i))
+            r = guess_code(clients[i % 10], master.number, wrong_code(right, i))
             assert r.status_code == 403, (i, r.text)
-        retry = assert_refused(guess_code(clients[0], master.number, wrong_code(right, 99)), rule)
-        assert retry > 300  # ~ 360 s: one guess per 6 minutes from now on
-        # Once cut off, even the right code waits (counted before the code is looked at) ...
-        assert_refused(guess_code(clients[1], master.number, right), rule)
+        retry = assert_refused(guess_code(clients[10], master.number, wrong_code(right, 999)), rule)
+        assert retry > 30  # ~ 36 s: one guess per 36 s from now on
+        # Once cut off, even the right code waits (checked before the code is looked at) ...
+        assert_refused(guess_code(clients[11], master.number, right), rule)
         # ... from every address, and without spending the master's own code.
-        assert_refused(guess_code(clients[2], master.number, right), rule)
-        # One token comes back per 360 s: exactly one more guess then.
+        assert_refused(guess_code(clients[10], master.number, right), rule)
+        # One token comes back per 36 s: one more guess then. The right code spends none
+        # (only wrong guesses count), so one more wrong guess may follow, and no more.
         clock.now += rule.period_s / rule.count
-        assert guess_code(clients[0], master.number, right).status_code == 200
-        assert_refused(guess_code(clients[1], master.number, wrong_code(right, 98)), rule)
+        assert guess_code(clients[10], master.number, right).status_code == 200
+        assert guess_code(clients[11], master.number, wrong_code(right, 998)).status_code == 403
+        assert_refused(guess_code(clients[11], master.number, wrong_code(right, 997)), rule)
     finally:
         for c in clients:
             c.close()
@@ -133,20 +137,17 @@ def test_code_guesses_per_number_are_cut_off_whatever_the_address(
 
 def test_code_guesses_per_address_are_cut_off_across_numbers(server: LiveServer) -> None:
     per_address = DEFAULTS.code_guess_address
-    per_number = DEFAULTS.code_guess_number
-    assert per_address == Rule(200, 3600) and per_number is not None
-    numbers = [new_number() for _ in range(per_address.count // per_number.count + 1)]
-    with client_from(server, "127.0.0.5") as guesser, client_from(server, "127.0.0.6") as other:
-        sent = 0
-        for number in numbers[:-1]:  # 20 numbers x 10 guesses: each number's budget, all 200
-            for i in range(per_number.count):
-                assert guess_code(guesser, number, str(100_000_000 + i)).status_code == 403
-                sent += 1
-        assert sent == per_address.count
-        # A 21st number has its own budget, but this address has none left.
-        assert_refused(guess_code(guesser, numbers[-1], "100000000"), per_address)
+    assert per_address == Rule(10, 3600)
+    with client_from(server, "127.0.0.14") as guesser, client_from(server, "127.0.0.15") as other:
+        for i in range(per_address.count):  # one wrong guess at each of ten numbers
+            assert guess_code(guesser, new_number(), str(100_000_000 + i)).status_code == 403
+        fresh = new_number()
+        # A fresh number has its own budget, but this address has none left.
+        assert_refused(guess_code(guesser, fresh, "100000000"), per_address)
         # Another address still may (it is the per-address limit that cut it off).
-        assert guess_code(other, numbers[-1], "100000000").status_code == 403
+        assert guess_code(other, fresh, "100000000").status_code == 403
+        # A malformed guess is refused as such and spends nothing (issue 12 #4).
+        assert guess_code(other, fresh, "12345").status_code == 400
 
 
 def test_provisioning_code_requests_per_account(server: LiveServer) -> None:
@@ -192,15 +193,16 @@ def register_with(client: httpx.Client, number: str, code: str) -> httpx.Respons
 
 
 def test_registration_code_guesses_per_number(server: LiveServer) -> None:
-    rule = DEFAULTS.registration_guess_number
-    assert rule == Rule(10, 3600)
+    """The lockout is the number's, whatever the address: after LOCKOUT.free wrong codes,
+    every guess waits, even the right one; another number is not affected."""
     victim = new_number()
-    clients = [client_from(server, f"127.0.0.{i}") for i in (9, 10)]
+    clients = [client_from(server, f"127.0.0.{i}") for i in (16, 17)]
     try:
-        for i in range(rule.count):
+        for i in range(LOCKOUT.free):
             assert register_with(clients[i % 2], victim, f"{i:06d}").status_code == 403
-        assert_refused(register_with(clients[0], victim, "999999"), rule)
-        assert_refused(register_with(clients[1], victim, TEST_CODE), rule)  # even the right one
+        r = register_with(clients[0], victim, "999999")
+        assert r.status_code == 429 and int(r.headers["retry-after"]) == LOCKOUT.first_s
+        assert register_with(clients[1], victim, TEST_CODE).status_code == 429  # even the right one
         assert register_with(clients[0], new_number(), TEST_CODE).status_code == 200
     finally:
         for c in clients:
@@ -209,12 +211,12 @@ def test_registration_code_guesses_per_number(server: LiveServer) -> None:
 
 def test_registration_code_guesses_per_address(server: LiveServer) -> None:
     per_address = DEFAULTS.registration_guess_address
-    per_number = DEFAULTS.registration_guess_number
-    assert per_address == Rule(200, 3600) and per_number is not None
-    with client_from(server, "127.0.0.11") as guesser, client_from(server, "127.0.0.12") as other:
-        for _ in range(per_address.count // per_number.count):
+    assert per_address == Rule(20, 3600)
+    below_lockout = LOCKOUT.free - 1
+    with client_from(server, "127.0.0.18") as guesser, client_from(server, "127.0.0.19") as other:
+        for _ in range(per_address.count // below_lockout):
             number = new_number()
-            for i in range(per_number.count):
+            for i in range(below_lockout):
                 assert register_with(guesser, number, f"{i:06d}").status_code == 403
         fresh = new_number()
         assert_refused(register_with(guesser, fresh, "000000"), per_address)
@@ -233,12 +235,12 @@ class CapturingDelivery:
 
 def test_registration_codes_in_log_mode(make_server: Callable[..., LiveServer]) -> None:
     """The delivered code (6 digits, 10 minutes) behind both limits: code requests per
-    number, and guesses per number (the right code is refused once cut off)."""
+    address, and the number's lockout (the right code is refused once locked out)."""
     srv = make_server(registration_codes="log", test_registration_code=None)
     delivery = CapturingDelivery()
     srv.services.delivery = delivery
-    requests_rule, guess_rule = DEFAULTS.sms_code_number, DEFAULTS.registration_guess_number
-    assert requests_rule == Rule(5, 3600) and guess_rule is not None
+    requests_rule = DEFAULTS.sms_code_address
+    assert requests_rule == Rule(20, 3600)
     victim = new_number()
     with client_from(srv) as c:
         for _ in range(requests_rule.count):
@@ -246,10 +248,11 @@ def test_registration_codes_in_log_mode(make_server: Callable[..., LiveServer]) 
         assert_refused(c.get(f"/v1/accounts/sms/code/{victim}"), requests_rule)
         right = delivery.codes[victim]
         assert re.fullmatch(r"[1-9][0-9]{5}", right)
-        for i in range(guess_rule.count):
+        for i in range(LOCKOUT.free):
             guess = f"{100000 + i}" if f"{100000 + i}" != right else "999999"
             assert register_with(c, victim, guess).status_code == 403
-        assert_refused(register_with(c, victim, right), guess_rule)
+        r = register_with(c, victim, right)
+        assert r.status_code == 429 and int(r.headers["retry-after"]) == LOCKOUT.first_s
 
 
 # -- the figures of docs/security.md ---------------------------------------------------------
@@ -265,13 +268,14 @@ def test_documented_figures_match_the_defaults() -> None:
     """docs/security.md quotes these numbers; a change of defaults must change the doc."""
     text = DOC.read_text()
     figures = {
-        "code_guess_number": (20, 10),
-        "code_guess_address": (400, 200),
-        "registration_guess_number": (20, 10),
-        "registration_guess_address": (400, 200),
+        "code_guess_number": (200, 100),
+        "code_guess_address": (20, 10),
+        "registration_guess_address": (40, 20),
         "auth_failure_address": (210, 180),
-        "sms_code_number": (10, 5),
+        "sms_code_number": (80, 40),
+        "sms_code_address": (40, 20),
         "provisioning_code_number": (40, 20),
+        "key_fetch_pair": (12, 6),
     }
     for name, expected in figures.items():
         rule = getattr(DEFAULTS, name)
@@ -280,10 +284,21 @@ def test_documented_figures_match_the_defaults() -> None:
         row = re.search(rf"`{name}`[^\n]*", text)
         assert row, f"docs/security.md has no row for {name}"
         assert f"| {first} |" in row.group(0) and f"| {after} |" in row.group(0), row.group(0)
-    # A provisioning code: 9 digits, no leading zero; 10 minutes; 10 guesses at once + 1/6 min.
+    # A provisioning code: 9 digits, no leading zero; 10 minutes; 100 guesses at once + 1/36 s.
     space = 9 * 10**8
-    per_code = 10 + 600 / 360
-    assert f"{per_code / space:.1e}" in text  # ≈ 1.3e-08 per issued code
+    per_code = 100 + 600 / 36
+    assert f"{per_code / space:.1e}" in text  # ≈ 1.3e-07 per issued code
+    # Up to 5 codes outstanding per account: a guess may hit any of them.
+    assert f"{5 * per_code / space:.1e}" in text  # ≈ 6.5e-07 per 10 minutes
+    # The registration lockout: guesses on the first day and in a year (limits/backoff.py).
+    times, t = [], 0.0
+    for failures in range(1000):
+        t += LOCKOUT.wait_s(failures)
+        times.append(t)
+    first_day = sum(1 for x in times if x <= 86_400)
+    year = sum(1 for x in times if x <= 365 * 86_400)
+    assert (first_day, year) == (15, 379)
+    assert f"{year / (9 * 10**5):.1e}" in text  # ≈ 4.2e-04 per year
 
 
 # -- the in-memory limiter under a spray of fresh keys (server/limits.py) ---------------------

@@ -516,3 +516,38 @@ async def test_upgrade_with_more_connection_tokens_opens_a_channel(raw: Raw) -> 
         "Sec-WebSocket-Version: 13",
     )  # fmt: skip
     assert status == 101
+
+
+# -- the hook for code bound to a channel's life (Services.channel_ended) -------------------------
+
+
+async def test_channel_ended_hook_says_how_each_channel_ended(
+    server: RunningServer, client: httpx.AsyncClient
+) -> None:
+    from textsecure_provision.server.channel_socket import ChannelEnd
+
+    ended: list[tuple[str, ChannelEnd]] = []
+    server.services.channel_ended.append(lambda channel, how: ended.append((channel, how)))
+    master = await register(client)
+
+    delivered = await Raw.open(server)
+    first = await delivered.upgrade()
+    assert (await put(client, master, first)).status_code == 200
+    spoke = await Raw.open(server)
+    second = await spoke.upgrade()
+    spoke.send(frame(0x1, b"hello"))
+    gone = await Raw.open(server)
+    third = await gone.upgrade()
+    gone.writer.transport.abort()
+    expected = {
+        (first, ChannelEnd.DELIVERED),
+        (second, ChannelEnd.CLIENT_SPOKE),
+        (third, ChannelEnd.LOST),
+    }
+    for _ in range(500):  # the server's own record, not a guessed sleep
+        if set(ended) >= expected:
+            break
+        await asyncio.sleep(0.01)
+    assert set(ended) == expected and len(ended) == 3  # each channel ends exactly once
+    delivered.close()
+    spoke.close()

@@ -244,12 +244,23 @@ async def test_another_account_cannot_unlink(client: httpx.AsyncClient) -> None:
 # -- brute force ----------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("rule_name", ["code_guess_number", "code_guess_address"])
 async def test_wrong_codes_are_cut_off_at_the_rules_count(
-    server: RunningServer, client: httpx.AsyncClient
+    server_factory: Callable[..., RunningServer], rule_name: str
 ) -> None:
-    """Default limits: a guesser gets exactly the per-number budget of wrong codes, then 429."""
-    rule = server.services.config.rate_limits.code_guess_number
-    assert rule is not None and rule.count < 20  # the default rule: 20 guesses cross it
+    """A guesser gets exactly the rule's budget of wrong codes, then 429 (each rule alone:
+    the other one is lifted, so the count asserted is this rule's)."""
+    from textsecure_provision.server.config import Rule
+
+    other = {"code_guess_number": "code_guess_address"}.get(rule_name, "code_guess_number")
+    rule = Rule(7, 3600)
+    limits = RateLimits().with_rule(rule_name, rule).with_rule(other, None)
+    server = server_factory(rate_limits=limits)
+    async with httpx.AsyncClient(base_url=server.url) as client:
+        await _guess_until_cut_off(client, rule.count)
+
+
+async def _guess_until_cut_off(client: httpx.AsyncClient, count: int) -> None:
     master = await register(client)
     code = await provisioning_code(client, master)
     statuses = []
@@ -258,7 +269,7 @@ async def test_wrong_codes_are_cut_off_at_the_rules_count(
         statuses.append((await put_code(client, master.number, wrong)).status_code)
     assert 429 in statuses
     first_refusal = statuses.index(429)
-    assert first_refusal == rule.count
+    assert first_refusal == count
     assert set(statuses[:first_refusal]) == {403}
     assert set(statuses[first_refusal:]) == {429}
     # Cut off for this number: even the right code waits (the guesser cannot slip it in).

@@ -11,6 +11,7 @@ import asyncio
 import base64
 import json
 import os
+import secrets
 import subprocess
 import sys
 import time
@@ -61,7 +62,8 @@ def _spawn_node(folder: Path, fields: dict[str, object]) -> tuple[subprocess.Pop
             "--port-file", str(port_file), "--db", str(fields["db_url"]),
             "--redis", str(fields["redis_url"]), "--redis-prefix", str(fields["redis_prefix"]),
             "--test-registration-code", TEST_CODE, "--log-level", "warning",
-            "--rate-limit", f"sms_code_number={SMS_LIMIT.count}/{SMS_LIMIT.period_s:g}"]  # fmt: skip
+            "--rate-limit", f"sms_code_number={SMS_LIMIT.count}/{SMS_LIMIT.period_s:g}",
+            "--rate-limit", "sms_code_address=off"]  # fmt: skip
     with log.open("wb") as out:
         proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env)
     deadline = time.monotonic() + 30
@@ -90,7 +92,10 @@ def pair(
             port=0,
             test_registration_code=TEST_CODE,
             log_level="warning",
-            rate_limits=RateLimits().with_rule("sms_code_number", SMS_LIMIT),
+            # Every client here is 127.0.0.1, one address registering dozens of numbers.
+            rate_limits=RateLimits()
+            .with_rule("sms_code_number", SMS_LIMIT)
+            .with_rule("sms_code_address", None),
             **fields,  # type: ignore[arg-type]
         )
     )
@@ -331,3 +336,65 @@ async def test_many_long_polls_on_a_all_woken_by_sends_on_b(
         assert [base64.b64decode(m["body"]) for m in r.json()["messages"]] == [
             device.number.encode()
         ]
+
+
+# -- links by short code across nodes -------------------------------------------------------
+
+
+async def test_nameplates_are_shared_and_claimed_once_across_nodes(
+    pair: Pair, clients: tuple[httpx.AsyncClient, httpx.AsyncClient]
+) -> None:
+    a, b = clients
+    ws_a, channel_a = await _open(pair.a_ws)
+    ws_b, channel_b = await _open(pair.b_ws)
+    on_a = (await a.post("/v1/nameplates", json={"channel": channel_a})).json()
+    on_b = (await b.post("/v1/nameplates", json={"channel": channel_b})).json()
+    assert on_a["nameplate"] != on_b["nameplate"]  # one numbering for the whole deployment
+    masters = [await register(a), await register(b)]
+    claims = await asyncio.gather(
+        a.put(f"/v1/nameplates/{on_b['nameplate']}/claim", auth=masters[0].auth),
+        b.put(f"/v1/nameplates/{on_b['nameplate']}/claim", auth=masters[1].auth),
+    )
+    assert sorted(r.status_code for r in claims) == [200, 409]
+    for ws in (ws_a, ws_b):
+        await ws.close()
+
+
+async def test_link_by_code_nameplate_on_a_master_on_b(pair: Pair, tmp_path: Path) -> None:
+    """The new device opens its channel and nameplate on node A; the master claims and
+    runs the exchange on node B (one deployment, A's URL its canonical name)."""
+    from textsecure_provision.flows.config import FlowConfig
+    from textsecure_provision.flows.devices import credentials
+    from textsecure_provision.flows.master import link_master
+    from textsecure_provision.flows.register import register_account
+    from textsecure_provision.flows.secondary import ListenOptions, listen_secondary
+    from textsecure_provision.flows.shortcode import learn_link_by_code
+    from textsecure_provision.flows.ui import RecordingUi
+    from textsecure_provision.protocol.shortcode import parse_code
+    from textsecure_provision.store import DeviceRecord, DeviceStore
+    from textsecure_provision.transport.api import ApiClient
+
+    number = new_number()
+    master = FlowConfig(data_dir=str(tmp_path / "master"), server_url=pair.a.url)
+    await register_account(master, RecordingUi(), number, code=TEST_CODE)
+    codes: asyncio.Queue[str] = asyncio.Queue()
+
+    class CodeUi(RecordingUi):
+        def channel_opened(self, link: str, **kw: object) -> None:
+            super().channel_opened(link, **kw)  # type: ignore[arg-type]
+            codes.put_nowait(str(kw["code"]))
+
+    secondary = FlowConfig(data_dir=str(tmp_path / "secondary"), server_url=pair.a.url)
+    listening = asyncio.create_task(
+        listen_secondary(secondary, CodeUi(), ListenOptions(expect_number=number))
+    )
+    code = parse_code(await asyncio.wait_for(codes.get(), WAIT_S))
+    record = DeviceStore(master.data_dir).require_record()
+    async with ApiClient(pair.b_url, credentials(record)) as on_b:
+        link = await learn_link_by_code(on_b, code, pair.a.url, secrets.token_bytes)
+    m_ui = RecordingUi()
+    result = await link_master(master, m_ui, link)
+    linked = await asyncio.wait_for(listening, WAIT_S)
+    assert isinstance(linked, DeviceRecord) and linked.device_id == 2
+    assert m_ui.names() == ["link_parsed", "sent"]
+    assert result.number == number

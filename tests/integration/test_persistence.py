@@ -75,12 +75,13 @@ async def test_migrations_apply_once_and_record_their_version(tmp_path: Path) ->
     for _ in range(2):
         storage = SqliteStorage(path)
         await storage.open()
-        assert await storage.schema_version() == 2
+        assert await storage.schema_version() == 3
         await storage.close()
     con = sqlite3.connect(path)
     assert con.execute("SELECT version, name FROM schema_version").fetchall() == [
         (1, "initial"),
         (2, "provisioning_codes_per_link"),
+        (3, "limits_and_quotas"),
     ]
     assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     con.close()
@@ -146,7 +147,7 @@ async def test_upgrade_to_codes_per_link_keeps_outstanding_codes(tmp_path: Path)
     storage = SqliteStorage(path)
     await storage.open()
     try:
-        assert await storage.schema_version() == 2
+        assert await storage.schema_version() == 3
         assert await storage.has_provisioning_code("+15550001111", "123456789", 5)
         assert not await storage.has_provisioning_code("+15550001111", "123456789", 10000)
         await storage.put_provisioning_code("+15550001111", "223456789", 20000, keep=5)

@@ -44,12 +44,16 @@ async def stores(url: str) -> AsyncIterator[list[PostgresStorage]]:
 async def test_migrations_apply_once_even_when_nodes_start_together(
     stores: list[PostgresStorage], url: str
 ) -> None:
-    assert [await s.schema_version() for s in stores] == [2, 2]
+    assert [await s.schema_version() for s in stores] == [3, 3]
     con = await asyncpg.connect(url.split("?")[0])
     try:
         schema = stores[0].schema
         rows = await con.fetch(f'SELECT version, name FROM "{schema}".schema_version')
-        assert [tuple(r) for r in rows] == [(1, "initial"), (2, "provisioning_codes_per_link")]
+        assert [tuple(r) for r in rows] == [
+            (1, "initial"),
+            (2, "provisioning_codes_per_link"),
+            (3, "limits_and_quotas"),
+        ]
         await con.execute(f"INSERT INTO \"{schema}\".schema_version VALUES (99, 'future', 0)")
     finally:
         await con.close()

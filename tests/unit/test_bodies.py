@@ -252,10 +252,18 @@ def test_answers_the_client_refuses() -> None:
 
 
 def _routes() -> list[Route]:
-    from textsecure_provision.server.routes import accounts, channels, devices, keys, messages, ops
+    from textsecure_provision.server.routes import (
+        accounts,
+        channels,
+        devices,
+        keys,
+        messages,
+        nameplates,
+        ops,
+    )
 
     return [*accounts.routes, *devices.routes, *keys.routes, *messages.routes, *channels.routes,
-            *ops.routes]  # fmt: skip
+            *nameplates.routes, *ops.routes]  # fmt: skip
 
 
 def test_document_schemas_are_the_declarations() -> None:

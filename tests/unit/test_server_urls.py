@@ -27,7 +27,8 @@ def test_redis_backends_do_not_load_asyncpg() -> None:
     code = (
         "import sys\n"
         "import textsecure_provision.server.fanout.redis\n"
-        "import textsecure_provision.server.limits_redis\n"
+        "import textsecure_provision.server.limits.redis\n"
+        "import textsecure_provision.server.nameplates.redis\n"
         "print('asyncpg' in sys.modules)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -14,11 +10,9 @@ import click
 
 from textsecure_provision.cli.context import Settings
 from textsecure_provision.cli.options import local_globals
-from textsecure_provision.errors import ServerUnreachableError, TimedOutError, UserInterruptError
+from textsecure_provision.errors import UserInterruptError
 
 DEMO_REGISTRATION_CODE = "424242"
-SERVER_START_TIMEOUT_S = 30.0
-_POLL_S = 0.05
 
 
 @click.command()
@@ -40,7 +34,10 @@ def demo(settings: Settings, keep: bool) -> None:
     out = Output.from_settings(settings)
     workdir = Path(tempfile.mkdtemp(prefix="provision-demo-"))
     try:
-        with ServerProcess(workdir) as server_url:
+        from textsecure_provision.server.process import ServerProcess
+
+        server = ServerProcess(workdir, args=("--test-registration-code", DEMO_REGISTRATION_CODE))
+        with server as server_url:
             out.progress("demo_server", f"Throw-away server at {server_url}", server=server_url)
 
             async def main() -> Any:
@@ -103,55 +100,3 @@ def demo(settings: Settings, keep: bool) -> None:
             import shutil
 
             shutil.rmtree(workdir, ignore_errors=True)
-
-
-class ServerProcess:
-    """``provision server`` in a subprocess on 127.0.0.1, port 0; yields its base URL."""
-
-    def __init__(self, workdir: Path, *, channel_ttl_s: float | None = None) -> None:
-        self.workdir = workdir
-        self.channel_ttl_s = channel_ttl_s
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def __enter__(self) -> str:
-        port_file = self.workdir / "server.url"
-        self._log = (self.workdir / "server.log").open("wb")  # closed in __exit__
-        args = [
-            sys.executable, "-m", "textsecure_provision", "server",
-            "--host", "127.0.0.1", "--port", "0", "--port-file", str(port_file),
-            "--db", f"sqlite:///{self.workdir / 'server.db'}",
-            "--test-registration-code", DEMO_REGISTRATION_CODE,
-        ]  # fmt: skip
-        if self.channel_ttl_s is not None:
-            args += ["--channel-ttl", str(self.channel_ttl_s)]
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PROVISION_")}
-        self.proc = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT, env=env)
-        try:
-            return self._wait_for_url(port_file)
-        except BaseException:
-            self.__exit__()
-            raise
-
-    def _wait_for_url(self, port_file: Path) -> str:
-        assert self.proc is not None
-        deadline = time.monotonic() + SERVER_START_TIMEOUT_S
-        while True:
-            text = port_file.read_text() if port_file.exists() else ""
-            if text.endswith("\n"):
-                return text.strip()
-            if self.proc.poll() is not None:
-                tail = (self.workdir / "server.log").read_text(errors="replace")[-500:]
-                raise ServerUnreachableError(f"the demo server did not start:\n{tail}")
-            if time.monotonic() > deadline:
-                raise TimedOutError("the demo server did not start in time")
-            time.sleep(_POLL_S)  # waiting on another process's file
-
-    def __exit__(self, *exc: object) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._log.close()

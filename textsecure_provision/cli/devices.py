@@ -34,11 +34,13 @@ def list_(settings: Settings) -> None:
         ]
         click.echo(json.dumps({"devices": rows}, separators=(",", ":")))
         return
+    from textsecure_provision.cli.output import terminal_safe
+
     me = config.store().require_record().device_id
     click.echo(f"{'ID':>3}  {'NAME':<20} {'CREATED':<17} {'LAST SEEN':<17}")
     for d in found:
         mark = "  (this device)" if d.id == me else ""
-        name = d.name or "-"
+        name = terminal_safe(d.name, one_line=True) if d.name else "-"  # the server's text
         click.echo(f"{d.id:>3}  {name:<20} {_when(d.created):<17} {_when(d.last_seen):<17}{mark}")
 
 

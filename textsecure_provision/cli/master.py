@@ -46,6 +46,15 @@ def master() -> None:
     "--link", "link_text", metavar="URI", help="The link itself (textsecure-device-init:...)."
 )
 @click.option(
+    "--code",
+    "short_code",
+    is_flag=False,
+    flag_value="",
+    default=None,
+    metavar="CODE",
+    help="The short code `provision secondary` shows (e.g. 7-revenge-tiger); alone, asks for it.",
+)
+@click.option(
     "--ack-timeout",
     type=click.FloatRange(min=0),
     default=120,
@@ -61,10 +70,12 @@ def scan(
     qr_image: str | None,
     wait_s: float,
     link_text: str | None,
+    short_code: str | None,
     ack_timeout: float,
     qr_decoder: str,
 ) -> None:
-    """Link the new device whose QR code is in IMAGE, or whose link is given or on stdin.
+    """Link the new device whose QR code is in IMAGE, whose short code is given (--code),
+    or whose link is given or on stdin.
 
     Refuses a channel server that is not trusted (the account's own server and
     --trusted-server), shows what is about to happen and asks before sending
@@ -77,10 +88,15 @@ def scan(
     from textsecure_provision.errors import UserInterruptError
     from textsecure_provision.flows.master import NOTHING_SENT, link_master
 
-    if qr_image and link_text:
-        raise click.UsageError("give either --qr or --link, not both")
+    if sum(x is not None for x in (qr_image, link_text, short_code)) > 1:
+        raise click.UsageError("give one of --qr, --link and --code")
     if wait_s and not qr_image:
         raise click.UsageError("--wait needs --qr IMAGE")
+    if short_code is not None:
+        from textsecure_provision.cli.shortcode import run_code_link
+
+        run_code_link(settings, short_code, ack_timeout)
+        return
     try:
         if qr_image and wait_s:
             text = _wait_for_image(qr_image, wait_s, qr_decoder)

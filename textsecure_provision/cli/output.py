@@ -3,6 +3,12 @@
 Human mode: results on stdout, progress, prompts and QR codes on stderr, colour
 only on a terminal and never with ``NO_COLOR``. ``--json`` mode: exactly one
 JSON object per line on stdout for each event, nothing else there.
+
+Human text often carries what a server or a QR code chose (a device name, a
+``channel_server``, an error message), so every line written here passes
+``terminal_safe``: control characters (ESC, CR, backspace, C1, bidi overrides)
+are shown escaped, never obeyed, so no server can move the cursor, recolour or
+forge a line. Only ``stderr`` (QR drawings, which are ours) is written as is.
 """
 
 from __future__ import annotations
@@ -10,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import sys
 import threading
@@ -21,6 +28,23 @@ import click
 
 from textsecure_provision.cli.context import Settings
 from textsecure_provision.errors import ProvisionError, RefusedError, UserInterruptError
+
+# C0 controls but newline, DEL, C1 controls, and the Unicode controls that reorder or
+# hide text (bidi embeddings/overrides/isolates, line and paragraph separators).
+_CONTROLS = r"\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069"
+_UNSAFE = re.compile(rf"[\x00-\x09{_CONTROLS}]")  # newline kept: a message may span lines
+_UNSAFE_IN_FIELD = re.compile(rf"[\x00-\x0a{_CONTROLS}]")
+
+
+def _escape(m: re.Match[str]) -> str:
+    code = ord(m.group(0))
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def terminal_safe(text: str, *, one_line: bool = False) -> str:
+    """``text`` with every control character shown as an escape (``\\x1b``); with
+    ``one_line``, newlines too (one field of a table row)."""
+    return (_UNSAFE_IN_FIELD if one_line else _UNSAFE).sub(_escape, text)
 
 
 def colour_enabled(stream: Any = None) -> bool:
@@ -52,7 +76,7 @@ class Output:
         if self.json_mode:
             self.emit(event, **fields)
         else:
-            click.echo(human)
+            click.echo(terminal_safe(human))
 
     def progress(self, event: str, human: str, **fields: Any) -> None:
         """A step along the way: JSON on stdout, or the human text on stderr."""
@@ -64,7 +88,7 @@ class Output:
     def info(self, text: str) -> None:
         """Human-only text on stderr (silent in --json mode unless -v)."""
         if not self.json_mode or self.verbose:
-            click.echo(text, err=True)
+            click.echo(terminal_safe(text), err=True)
 
     def stderr(self, text: str, nl: bool = True) -> None:
         """Always on stderr, in both modes (QR codes, countdowns, prompts)."""
@@ -90,11 +114,13 @@ class Output:
             )
             return
         if isinstance(exc, UserInterruptError):  # one line: what state things are in
-            click.echo(f"{self.style('Interrupted:', fg='yellow')} {exc.message}", err=True)
+            message = terminal_safe(exc.message)
+            click.echo(f"{self.style('Interrupted:', fg='yellow')} {message}", err=True)
             return
-        click.echo(f"{self.style('Error:', fg='red', bold=True)} {exc.message}", err=True)
+        message = terminal_safe(exc.message)
+        click.echo(f"{self.style('Error:', fg='red', bold=True)} {message}", err=True)
         if exc.hint:
-            click.echo(f"{self.style('Next:', fg='yellow')} {exc.hint}", err=True)
+            click.echo(f"{self.style('Next:', fg='yellow')} {terminal_safe(exc.hint)}", err=True)
 
     def confirm(
         self,
@@ -117,7 +143,7 @@ class Output:
             )
         with interruptible(interrupted):
             while True:
-                answer = prompt_line(f"{question} [y/N]: ").strip().lower()
+                answer = prompt_line(f"{terminal_safe(question)} [y/N]: ").strip().lower()
                 if answer in ("y", "yes", "n", "no", ""):
                     break
                 click.echo("Error: invalid input", err=True)

@@ -44,6 +44,19 @@ def secondary() -> None:
     help="Stop once received; finish within 10 minutes with `provision verify`.",
 )
 @click.option("--name", metavar="NAME", help="A name for this device.")
+@click.option(
+    "--no-code",
+    is_flag=True,
+    help="Show no short code (`provision master --code`), only the QR code and link.",
+)
+@click.option(
+    "--code-words",
+    type=click.IntRange(2, 8),
+    default=2,
+    show_default=True,
+    metavar="N",
+    help="Words in the short code's secret (8 bits each; see docs/security.md).",
+)
 @local_globals
 def listen(
     settings: Settings,
@@ -54,6 +67,8 @@ def listen(
     expect_number: str | None,
     no_verify: bool,
     name: str | None,
+    no_code: bool,
+    code_words: int,
 ) -> None:
     """Open a channel on --server, show its QR code, and link when the master sends.
 
@@ -92,6 +107,8 @@ def listen(
         no_verify=no_verify,
         name=name,
         ask_code=ask_code and sys.stdin.isatty(),
+        short_code=not no_code,
+        code_words=code_words,
     )
     config = flow_config(settings)
     # httpx imports its HTTP engine at the first request (~75 ms here): load it now, while

@@ -18,9 +18,9 @@ if TYPE_CHECKING:
 
 _RATE_LIMIT_HELP = (
     "Set one rate limit, NAME=COUNT/SECONDS or NAME=off (repeatable). Names: sms_code_number, "
-    "sms_code_address, registration_guess_number, registration_guess_address, "
-    "provisioning_code_number, code_guess_number, code_guess_address, channel_create_address, "
-    "message_send_device, auth_failure_address. See docs/server.md for the defaults."
+    "sms_code_address, registration_guess_address, provisioning_code_number, "
+    "code_guess_number, code_guess_address, channel_create_address, message_send_device, "
+    "key_fetch_pair, auth_failure_address. See docs/server.md for the defaults."
 )
 
 
@@ -66,6 +66,11 @@ _RATE_LIMIT_HELP = (
     help="Seconds a temp channel stays open (§4.1).",
 )
 @click.option(
+    "--short-codes/--no-short-codes",
+    default=True,
+    help="Offer links by short code (`provision master --code`; GET /v1/capabilities).",
+)
+@click.option(
     "--tls-cert", type=click.Path(exists=True, dir_okay=False), help="TLS certificate (PEM)."
 )
 @click.option(
@@ -99,6 +104,31 @@ _RATE_LIMIT_HELP = (
 @click.option("--max-devices", type=click.IntRange(1, 1000), default=6, help="Devices per account.")
 @click.option(
     "--rate-limit", "rate_limits", multiple=True, metavar="NAME=N/S", help=_RATE_LIMIT_HELP
+)
+@click.option(
+    "--registration-lockout",
+    metavar="FREE/FIRST/MAX",
+    default="5/60/86400",
+    help="Wrong registration codes per number before a lockout, the first lockout in "
+    "seconds (doubling per further wrong code) and its maximum; 'off' for none.",
+)
+@click.option(
+    "--max-queue-messages",
+    type=click.IntRange(min=1),
+    default=1000,
+    help="Messages one device's queue holds until acknowledged; past it a sender gets 429.",
+)
+@click.option(
+    "--max-queue-bytes",
+    type=click.IntRange(min=1024),
+    default=10 * 1024 * 1024,
+    help="Body bytes one device's queue holds until acknowledged; past it a sender gets 429.",
+)
+@click.option(
+    "--max-fetch-bytes",
+    type=click.IntRange(min=1),
+    default=1024 * 1024,
+    help="Body bytes in one GET /v1/messages/ page (after its first message).",
 )
 @click.option("--no-rate-limits", is_flag=True, help="Turn every rate limit off (benchmarks only).")
 @click.option(
@@ -152,6 +182,7 @@ def server(
     redis_url: str | None,
     redis_prefix: str,
     channel_ttl: float,
+    short_codes: bool,
     tls_cert: str | None,
     tls_key: str | None,
     registration_codes: str | None,
@@ -160,6 +191,10 @@ def server(
     port_file: str | None,
     max_devices: int,
     rate_limits: tuple[str, ...],
+    registration_lockout: str,
+    max_queue_messages: int,
+    max_queue_bytes: int,
+    max_fetch_bytes: int,
     no_rate_limits: bool,
     max_sockets_per_address: str,
     head_timeout: float,
@@ -183,6 +218,7 @@ def server(
         ServerConfig,
         SocketBudgets,
         parse_budget_count,
+        parse_lockout,
         parse_rate_limit,
     )
 
@@ -201,6 +237,8 @@ def server(
         for text in _split(rate_limits):
             name, rule = parse_rate_limit(text)
             limits = limits.with_rule(name, rule)
+        off = no_rate_limits or registration_lockout.strip() == "off"
+        lockout = None if off else parse_lockout(registration_lockout)
         sockets = SocketBudgets(
             max_sockets_per_address=parse_budget_count(
                 "--max-sockets-per-address", max_sockets_per_address
@@ -217,11 +255,16 @@ def server(
             redis_url=redis_url or None,
             redis_prefix=redis_prefix,
             channel_ttl_s=channel_ttl,
+            short_codes=short_codes,
             registration_codes=mode,
             test_registration_code=test_registration_code,
             allow_test_code_on_public_bind=allow_test_code_on_public_bind,
             max_devices=max_devices,
             rate_limits=limits,
+            registration_lockout=lockout,
+            max_queue_messages=max_queue_messages,
+            max_queue_bytes=max_queue_bytes,
+            max_fetch_bytes=max_fetch_bytes,
             sockets=sockets,
             tls_cert=tls_cert,
             tls_key=tls_key,

@@ -7,7 +7,7 @@ countdown. The countdown is one line rewritten with a carriage return (no
 escape sequences), only when stderr is a terminal.
 
 On a terminal the QR code is drawn only if it fits the window; otherwise the
-user is told so and gets the bare link (and the ``code_line``), and the code
+user is told so and gets the bare link (and the short code), and the QR code
 is drawn when the window grows (SIGWINCH). Ctrl-C anywhere ends the command
 with exit 130 and one line: the last ``state`` note the flow gave.
 """
@@ -44,6 +44,11 @@ def _isatty(stream: Any) -> bool:
 def _clock(seconds: float) -> str:
     seconds = max(0, int(seconds + 0.5))
     return f"{seconds // 60}:{seconds % 60:02d}"
+
+
+def code_line(code: str) -> str:
+    """The short-code line under the QR code (fits 80 columns: codes are short)."""
+    return f"Or, on your other device: provision master --code {code}"
 
 
 def iso_utc(epoch_s: float) -> str:
@@ -101,7 +106,7 @@ class CliUi:
         expires_in: float,
         deadline_in: float,
         renewed: bool,
-        code_line: str | None = None,
+        code: str | None = None,
     ) -> None:
         self.stop_countdown()
         if self.qr_out:
@@ -119,6 +124,7 @@ class CliUi:
             expires_at=iso_utc(now + expires_in),
             expires_in=round(expires_in),
             gives_up_in=round(deadline_in),
+            **({"code": code} if code is not None else {}),
         )
         if not self.out.json_mode and self.print_link:
             click.echo(link)
@@ -127,7 +133,7 @@ class CliUi:
         loop = asyncio.get_running_loop()
         self._shown = {
             "link": link,
-            "code_line": code_line,
+            "code_line": code_line(code) if code is not None else None,
             "expires_at": loop.time() + expires_in,
             "deadline_at": loop.time() + deadline_in,
         }
@@ -138,14 +144,14 @@ class CliUi:
     def _show_link(self) -> None:
         """Draw the QR code (or say why not), the scan line, then the countdown."""
         assert self._shown is not None
-        link, code_line = self._shown["link"], self._shown["code_line"]
+        link, line = self._shown["link"], self._shown["code_line"]
         size = _terminal_size(sys.stderr)
         self._drawn_for = size
         drawn = True
-        if self._should_draw_qr():
-            drawn = self._draw_qr(link, code_line, size)
-        elif code_line:
-            self.out.info(self._labelled(code_line))
+        if self._should_draw_qr():  # a person reads this terminal: the code line goes there too
+            drawn = self._draw_qr(link, line, size)
+        elif line:
+            self.out.info(self._labelled(line))
         if drawn:
             where = f" (also saved as {self.qr_out})" if self.qr_out else ""
             scan = (
@@ -163,7 +169,7 @@ class CliUi:
                 self._shown["expires_at"] - loop.time(), self._shown["deadline_at"] - loop.time()
             )
 
-    def _draw_qr(self, link: str, code_line: str | None, size: tuple[int, int] | None) -> bool:
+    def _draw_qr(self, link: str, short_line: str | None, size: tuple[int, int] | None) -> bool:
         """Draw the QR code if it fits; else say so and show the link. True if drawn."""
         from textsecure_provision.qr.render import fit_terminal, needs_ascii, render_terminal
 
@@ -183,8 +189,8 @@ class CliUi:
                     "Meanwhile, the link for `provision master --link` on your account's device:",
                     link,
                 ]
-                if code_line:
-                    lines.append(code_line)
+                if short_line:
+                    lines.append(short_line)
                 self.out.stderr(self._labelled("\n".join(lines)))
                 return False
         self.out.stderr(
@@ -196,8 +202,8 @@ class CliUi:
             ),
             nl=False,
         )
-        if code_line:
-            self.out.stderr(self._labelled(code_line))
+        if short_line:
+            self.out.stderr(self._labelled(short_line))
         return True
 
     def _watch_resizes(self) -> None:

@@ -105,7 +105,9 @@ def seal_with(
     body = bytes((VERSION,)) + iv + aes_cbc_encrypt(keys.aes_key, iv, plaintext)
     mac = hmac_sha256(keys.mac_key, body)
     return SealedEnvelope(
-        secret, ephemeral.public, their_key,
+        secret,
+        ephemeral.public,
+        their_key,
         master_ephemeral=ephemeral.public,
         identity_key_message=body + mac,
     )

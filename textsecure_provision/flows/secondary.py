@@ -33,10 +33,12 @@ from textsecure_provision.errors import (
 )
 from textsecure_provision.flows.config import FlowConfig
 from textsecure_provision.flows.keys import generate_device_keys, new_password, new_registration_id
+from textsecure_provision.flows.shortcode import CodeOffers
 from textsecure_provision.flows.ui import Ui
 from textsecure_provision.protocol.encoding import parse_phone_number
 from textsecure_provision.protocol.link import ProvisioningLink, build_link
 from textsecure_provision.protocol.provisioning import OpenedInit, SecondaryLink
+from textsecure_provision.protocol.shortcode import DEFAULT_WORDS
 from textsecure_provision.store import DeviceRecord, PendingLink
 from textsecure_provision.transport.api import ApiClient, Credentials
 from textsecure_provision.transport.channel import TempChannel
@@ -84,6 +86,8 @@ class ListenOptions:
     no ``--expect-number``): someone who raced the real master with a photo of the QR
     code then fails here, because the code they caused is not the one on the user's
     own device."""
+    short_code: bool = True  # also offer a code for `provision master --code` (flows/shortcode.py)
+    code_words: int = DEFAULT_WORDS
 
 
 @dataclass(frozen=True)
@@ -110,7 +114,11 @@ async def listen_secondary(
     trusted = (server, *config.trusted_servers)
     config.store().require_writable()  # before the channel: a link must not die at the commit
     ui.state(NOTHING_LINKED)
-    link_state, device_init = await _receive_device_init(config, ui, server, trusted, options, rng)
+    words = options.code_words if options.short_code else 0  # 0: no short codes
+    async with CodeOffers(config, server, words=words, rng=rng) as codes:
+        link_state, device_init = await _receive_device_init(
+            config, ui, server, trusted, options, rng, codes
+        )
     opened = _open(link_state, device_init)
     ui.state(RECEIVED_UNUSED)
     ask_code = options.ask_code and expect is None
@@ -183,6 +191,7 @@ async def _receive_device_init(
     trusted: tuple[str, ...],
     options: ListenOptions,
     rng: Rng,
+    codes: CodeOffers,
 ) -> tuple[SecondaryLink, bytes]:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + options.timeout_s
@@ -195,15 +204,17 @@ async def _receive_device_init(
         link_state = SecondaryLink.start(trusted, rng)
         async with await TempChannel.open(server, ca_file=config.ca_file) as channel:
             link = build_link(ProvisioningLink(channel.uuid, server, link_state.ephemeral.public))
+            offer = await codes.offer(channel.uuid, link_state.ephemeral.public)
             ui.channel_opened(
                 link,
                 channel_uuid=channel.uuid,
                 expires_in=min(ASSUMED_CHANNEL_TTL_S, remaining),
                 deadline_in=remaining,
                 renewed=renewed,
+                code=offer.code.text if offer is not None else None,
             )
             try:
-                body = await asyncio.wait_for(channel.receive(), remaining)
+                body = await asyncio.wait_for(codes.receive(channel.receive(), offer), remaining)
             except TimeoutError:
                 raise TimedOutError(
                     f"no device linked this one within {options.timeout_s:.0f} s"

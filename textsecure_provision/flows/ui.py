@@ -32,13 +32,10 @@ class Ui(Protocol):
         expires_in: float,
         deadline_in: float,
         renewed: bool,
-        code_line: str | None = None,
+        code: str | None = None,
     ) -> None:
-        """A channel is open: show the link as a QR code until it is used or expires.
-
-        ``code_line``, when given, is shown with it, as it is (e.g. a short code the
-        other device can type instead of scanning); also when the QR code does not fit.
-        """
+        """A channel is open: show the link as a QR code until it is used or expires, and
+        the short code (``provision master --code``) when the server gave one."""
 
     def confirm(self, question: str, *, refusal: str) -> None:
         """Ask yes/no; raise ``RefusedError(refusal)`` unless the answer is yes."""
@@ -85,13 +82,13 @@ class RecordingUi:
         expires_in: float,
         deadline_in: float,
         renewed: bool,
-        code_line: str | None = None,
+        code: str | None = None,
     ) -> None:
         self.calls.append(
             (
                 "channel",
                 "channel_renewed" if renewed else "channel_opened",
-                {"link": link, "channel_uuid": channel_uuid, "code_line": code_line},
+                {"link": link, "channel_uuid": channel_uuid, "code": code},
             )
         )
 

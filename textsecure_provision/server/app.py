@@ -31,10 +31,15 @@ from textsecure_provision.server.config import (
 from textsecure_provision.server.fanout.base import FanOut
 from textsecure_provision.server.fanout.memory import MemoryFanOut
 from textsecure_provision.server.handlers import handle_http_exception, handle_provision_error
-from textsecure_provision.server.limits import Limits, MemoryRateLimiter, RateLimiter
+from textsecure_provision.server.limits import Limits, RateLimiter
+from textsecure_provision.server.limits.persistent import PersistentRateLimiter
 from textsecure_provision.server.metrics import Metrics
 from textsecure_provision.server.middleware import GuardMiddleware
+from textsecure_provision.server.nameplates.base import NameplateStore
+from textsecure_provision.server.nameplates.memory import MemoryNameplateStore
+from textsecure_provision.server.nameplates.service import Nameplates
 from textsecure_provision.server.routes import accounts, channels, devices, keys, messages, ops
+from textsecure_provision.server.routes import nameplates as nameplate_routes
 from textsecure_provision.server.services import Services
 from textsecure_provision.server.storage.base import Storage
 
@@ -64,13 +69,26 @@ def build_fanout(config: ServerConfig) -> FanOut:
     return MemoryFanOut()
 
 
-def build_limiter(config: ServerConfig) -> RateLimiter:
-    """Redis with ``--redis`` (limits count across nodes), else in memory."""
+def build_limiter(config: ServerConfig, storage: Storage) -> RateLimiter:
+    """Redis with ``--redis`` (limits count across nodes), else in memory with the guess
+    budgets saved in ``storage`` (limits/persistent.py: they survive a restart)."""
     if config.redis_url:
-        from textsecure_provision.server.limits_redis import RedisRateLimiter
+        from textsecure_provision.server.limits.redis import RedisRateLimiter
 
         return RedisRateLimiter(config.redis_url, config.redis_prefix)
-    return MemoryRateLimiter()
+    return PersistentRateLimiter(storage, config.rate_limits)
+
+
+def build_nameplates(
+    config: ServerConfig, fanout: FanOut, clock_ms: Callable[[], int]
+) -> NameplateStore:
+    """Short-code nameplates live where the channels do: Redis with --redis, else here."""
+    if config.redis_url and not isinstance(fanout, MemoryFanOut):
+        from textsecure_provision.server.nameplates.redis import RedisNameplateStore
+
+        return RedisNameplateStore(config.redis_url, config.redis_prefix)
+    holds = fanout.holds if isinstance(fanout, MemoryFanOut) else (lambda _channel: False)
+    return MemoryNameplateStore(holds, clock_ms)
 
 
 class RelayApp(Starlette):
@@ -94,12 +112,15 @@ def create_app(
     clock_ms: Callable[[], int] = now_ms,
 ) -> RelayApp:
     metrics = Metrics()
+    storage = storage if storage is not None else build_storage(config)
     svc = Services(
         config=config,
-        storage=storage if storage is not None else build_storage(config),
+        storage=storage,
         fanout=fanout if fanout is not None else build_fanout(config),
         limits=Limits(
-            limiter if limiter is not None else build_limiter(config), config.rate_limits, metrics
+            limiter if limiter is not None else build_limiter(config, storage),
+            config.rate_limits,
+            metrics,
         ),
         metrics=metrics,
         clock_ms=clock_ms,
@@ -110,6 +131,7 @@ def create_app(
         await svc.storage.open()
         try:
             try:
+                await svc.limits.limiter.open()
                 await svc.fanout.start()
             except BaseException:
                 await svc.limits.limiter.close()
@@ -136,6 +158,7 @@ def create_app(
                     await housekeeping
                 await svc.fanout.close()
                 await svc.limits.limiter.close()
+                await app.state.nameplates.store.close()
         finally:
             await svc.storage.close()
 
@@ -146,6 +169,7 @@ def create_app(
             *keys.routes,
             *messages.routes,
             *channels.routes,
+            *nameplate_routes.routes,
             *ops.routes,
         ],
         middleware=[
@@ -165,6 +189,10 @@ def create_app(
     # The contract's paths are exact: a near miss is a JSON 404, not a redirect.
     app.router.redirect_slashes = False
     app.state.services = svc
+    nameplate_store = build_nameplates(config, svc.fanout, clock_ms)
+    if isinstance(nameplate_store, MemoryNameplateStore):
+        svc.channel_ended.append(nameplate_store.channel_ended)
+    app.state.nameplates = Nameplates(svc, nameplate_store, enabled=config.short_codes)
     return app
 
 

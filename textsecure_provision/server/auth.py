@@ -13,7 +13,9 @@ rendezvous PUTs), so a successful verification is cached in memory under
 SHA-256(stored hash || password), bounded LRU. The stored hash is part of the
 key, so a changed password or a re-linked device misses the cache; failures
 are never cached. A wrong password costs a PBKDF2 run in a worker thread and a
-token of the ``auth_failure_address`` limit, which is checked before hashing.
+token of the ``auth_failure_address`` limit, which is checked before hashing; an
+unknown number or device costs the same run, against a dummy hash, so timing
+does not tell which accounts and devices exist.
 """
 
 from __future__ import annotations
@@ -128,6 +130,9 @@ class PasswordVerifier:
     def __init__(self, cache_size: int = VERIFIED_CACHE_SIZE) -> None:
         self._cache: OrderedDict[bytes, None] = OrderedDict()
         self._cache_size = cache_size
+        # Checked against when the number or device does not exist, so that a wrong password
+        # and an unknown account cost the same (timing must not tell which accounts exist).
+        self._dummy_hash = hash_password(base64.b64encode(os.urandom(18)).decode())
 
     @staticmethod
     def _key(password: str, stored: str) -> bytes:
@@ -141,6 +146,10 @@ class PasswordVerifier:
     def remembers(self, password: str, stored: str) -> bool:
         """True if this password was verified recently (no hashing needed)."""
         return self._key(password, stored) in self._cache
+
+    async def verify_nothing(self, password: str) -> None:
+        """The work of a failed ``verify``, for a device that does not exist."""
+        await asyncio.to_thread(verify_password_hash, password, self._dummy_hash)
 
     async def verify(self, password: str, stored: str) -> bool:
         key = self._key(password, stored)

@@ -663,9 +663,7 @@ class ChannelSocket(asyncio.Protocol):
         self._buf = b""
         self._headers = []
         slot, self._slot = self._slot, None
-        http = GuardedHttpProtocol(
-            hub.config, hub.server_state, hub.app_state, hub=hub, slot=slot
-        )
+        http = GuardedHttpProtocol(hub.config, hub.server_state, hub.app_state, hub=hub, slot=slot)
         hub.connections.discard(self)
         transport = self.transport
         assert transport is not None

@@ -29,6 +29,9 @@ MAX_PREKEYS_PER_UPLOAD = 200  # PUT /v1/keys with more one-time prekeys → 413
 MAX_MESSAGES_PER_SEND = 64  # one PUT covers at most this many destination devices
 MAX_MESSAGES_PER_FETCH = 100  # GET /v1/messages/ pages; "more" says if there are others
 MAX_WAIT_S = 60.0  # GET /v1/messages/?wait=S is clamped to this
+MAX_FETCH_BYTES = 1024 * 1024  # a fetch page holds at most this much body (after the first)
+MAX_QUEUE_MESSAGES = 1000  # per device, until acknowledged; past it the sender gets 429
+MAX_QUEUE_BYTES = 10 * 1024 * 1024
 DEFAULT_PORT = 8080
 DEFAULT_HOST = "127.0.0.1"
 
@@ -54,25 +57,34 @@ class Rule:
 class RateLimits:
     """Every rate limit of the server (§4: 429 with Retry-After); ``None`` turns one off.
 
-    Names are what ``--rate-limit NAME=COUNT/SECONDS`` takes. The defaults cut a
-    guesser off after 10 wrong provisioning codes per number per hour, while a
-    person linking devices by hand never meets them.
+    Names are what ``--rate-limit NAME=COUNT/SECONDS`` takes. Guess budgets count
+    wrong guesses only, after the request passed every other check (a malformed
+    request spends nothing), and are tight per address and loose per number: one
+    guesser is cut off long before it can spend a number's budget, so the owner's
+    own link still goes through (docs/security.md has the figures).
     """
 
-    # Per number: what protects one account. 10 wrong provisioning codes per hour against
-    # 9 * 10^8 possible codes that live 10 minutes: a guesser's odds are ~1e-8 per code.
-    sms_code_number: Rule | None = Rule(5, 3600)  # GET /v1/accounts/sms/code/{number}
-    registration_guess_number: Rule | None = Rule(10, 3600)  # PUT /v1/accounts/code/{code}
+    # Per number: what protects one account. A provisioning code: 9 digits, 10 minutes; at
+    # most 100 + 17 wrong guesses in its life, odds ~1.3e-7 per code (docs/security.md).
+    sms_code_number: Rule | None = Rule(40, 3600)  # GET /v1/accounts/sms/code/{number}
     provisioning_code_number: Rule | None = Rule(20, 3600)  # GET /v1/devices/provisioning_code
-    code_guess_number: Rule | None = Rule(10, 3600)  # PUT /v1/devices/{code}
+    code_guess_number: Rule | None = Rule(100, 3600)  # wrong PUT /v1/devices/{code}
     message_send_device: Rule | None = Rule(300, 60)  # PUT /v1/messages/{destination}
-    # Per address: what stops one client spraying many numbers. Generous, because many
-    # honest users can share one address (NAT, a test suite on loopback).
-    sms_code_address: Rule | None = Rule(200, 3600)
-    registration_guess_address: Rule | None = Rule(200, 3600)
-    code_guess_address: Rule | None = Rule(200, 3600)
+    # GET /v1/keys/{number}/{device} per (asking device, target): as Signal-Server's
+    # "prekeys" limiter (6, one more per 10 minutes), so one account cannot drain another's
+    # one-time prekeys.
+    key_fetch_pair: Rule | None = Rule(6, 3600)
+    # Per address (IPv6 by /64): what stops one client. Tight, but only wrong guesses count,
+    # so many honest users behind one address (NAT, a test suite) do not meet them.
+    sms_code_address: Rule | None = Rule(20, 3600)
+    registration_guess_address: Rule | None = Rule(20, 3600)  # wrong PUT /v1/accounts/code
+    code_guess_address: Rule | None = Rule(10, 3600)
     channel_create_address: Rule | None = Rule(120, 60)  # GET /v1/temp_websocket
     auth_failure_address: Rule | None = Rule(30, 600)  # wrong passwords, checked before hashing
+    # Links by short code: a claim is one guess at a 16-bit secret (docs/security.md).
+    nameplate_allocate_address: Rule | None = Rule(120, 60)  # POST /v1/nameplates
+    nameplate_claim_address: Rule | None = Rule(30, 3600)  # PUT /v1/nameplates/{n}/claim
+    nameplate_claim_account: Rule | None = Rule(10, 3600)
 
     @classmethod
     def names(cls) -> list[str]:
@@ -88,6 +100,45 @@ class RateLimits:
                 f"unknown rate limit {name!r}; known: {', '.join(self.names())}"
             )
         return replace(self, **{name: rule})
+
+
+@dataclass(frozen=True)
+class LockoutRule:
+    """Wrong guesses at one secret (the registration code of a number) before a lockout,
+    the first lockout, doubling per further wrong guess up to ``max_s``, and how long after
+    the last wrong guess the count is forgotten (limits/backoff.py)."""
+
+    free: int = 5
+    first_s: float = 60.0
+    max_s: float = 86_400.0
+    forget_s: float = 30 * 86_400.0
+
+    def __post_init__(self) -> None:
+        if self.free < 1 or not 0 < self.first_s <= self.max_s or self.forget_s < self.max_s:
+            raise InvalidInputError(
+                "a lockout needs FREE >= 1 and 0 < FIRST <= MAX <= the forget time"
+            )
+
+    def wait_s(self, failures: int) -> float:
+        """How long after the last of ``failures`` wrong guesses the next one may come."""
+        if failures < self.free:
+            return 0.0
+        return min(self.max_s, self.first_s * 2.0 ** min(failures - self.free, 64))
+
+    def __str__(self) -> str:
+        return f"{self.free}/{self.first_s:g}s/{self.max_s:g}s"
+
+
+_LOCKOUT_RE = re.compile(r"([0-9]+)/([0-9]+(?:\.[0-9]+)?)/([0-9]+(?:\.[0-9]+)?)")
+
+
+def parse_lockout(text: str) -> LockoutRule:
+    """``FREE/FIRST_SECONDS/MAX_SECONDS`` (the ``--registration-lockout`` option)."""
+    m = _LOCKOUT_RE.fullmatch(text.strip())
+    if not m:
+        raise InvalidInputError(f"a lockout reads FREE/FIRST_SECONDS/MAX_SECONDS, not {text!r}")
+    max_s = float(m.group(3))
+    return LockoutRule(int(m.group(1)), float(m.group(2)), max_s, max(max_s, LockoutRule.forget_s))
 
 
 # Per-client connection budgets (docs/server.md, docs/security.md): what one client may hold
@@ -159,6 +210,7 @@ class ServerConfig:
     redis_url: str | None = None  # redis://…: fan-out and rate limits shared by several nodes
     redis_prefix: str = "provision:"  # every Redis key and topic starts with it
     channel_ttl_s: float = CHANNEL_TTL_S
+    short_codes: bool = True  # links by short code (GET /v1/capabilities); --no-short-codes
     registration_codes: RegistrationMode = "log"
     test_registration_code: str | None = field(default=None, repr=False)
     allow_test_code_on_public_bind: bool = False
@@ -172,7 +224,11 @@ class ServerConfig:
     max_messages_per_send: int = MAX_MESSAGES_PER_SEND
     max_messages_per_fetch: int = MAX_MESSAGES_PER_FETCH
     max_wait_s: float = MAX_WAIT_S
+    max_fetch_bytes: int = MAX_FETCH_BYTES
+    max_queue_messages: int = MAX_QUEUE_MESSAGES
+    max_queue_bytes: int = MAX_QUEUE_BYTES
     rate_limits: RateLimits = field(default_factory=RateLimits)
+    registration_lockout: LockoutRule | None = field(default_factory=LockoutRule)
     sockets: SocketBudgets = field(default_factory=SocketBudgets)
     tls_cert: str | None = None
     tls_key: str | None = None
@@ -215,6 +271,12 @@ class ServerConfig:
             raise InvalidInputError("--tls-cert and --tls-key go together")
         if self.max_body_bytes < 1024:
             raise InvalidInputError("the body limit must be at least 1 KiB")
+        if self.max_queue_messages < 1 or self.max_queue_bytes < self.max_body_bytes:
+            raise InvalidInputError(
+                "--max-queue-messages must be >= 1 and --max-queue-bytes at least the body limit"
+            )
+        if self.max_fetch_bytes < 1:
+            raise InvalidInputError("--max-fetch-bytes must be positive")
         if self.redis_url is not None and not self.redis_url.startswith(
             ("redis://", "rediss://", "unix://")
         ):

@@ -77,7 +77,10 @@ _NUMBER = Param("number", "E.164 number", {"type": "string", "pattern": E164_PAT
 
 def _operations(config: ServerConfig) -> dict[tuple[str, str], Operation]:
     """(documented path, method) → operation. Path parameter names are the document's."""
+    from textsecure_provision.server.openapi_nameplates import nameplate_operations
+
     return {
+        **nameplate_operations(config),  # links by short code (routes/nameplates.py)
         ("/v1/accounts/sms/code/{number}", "GET"): Operation(
             "requestRegistrationCode",
             "Ask for a registration code to be delivered",

@@ -7,6 +7,7 @@ request becomes a device of an account (§4 Auth).
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from starlette.requests import HTTPConnection
 
 from textsecure_provision.clock import now_ms
 from textsecure_provision.errors import AuthError
+from textsecure_provision.server.addresses import address_key
 from textsecure_provision.server.auth import PasswordVerifier, parse_basic_auth
 from textsecure_provision.server.codes import CodeDelivery, LogDelivery
 from textsecure_provision.server.config import ServerConfig
@@ -64,6 +66,8 @@ class Services:
     # Serialises uncached password checks per address: without it, concurrent wrong
     # guesses all pass the budget check before any of them is counted.
     auth_gate: KeyedLocks = field(default_factory=KeyedLocks)
+    # The same for code guesses (policy/guesses.py), per address.
+    guess_gate: KeyedLocks = field(default_factory=KeyedLocks)
     delivery: CodeDelivery = field(default_factory=LogDelivery)  # registration codes
     clock_ms: Callable[[], int] = now_ms
     stopping: bool = False
@@ -82,9 +86,15 @@ def services(conn: HTTPConnection) -> Services:
     return svc
 
 
+@functools.lru_cache(maxsize=4096)
+def _budget_key(host: str) -> str:
+    return address_key(host)  # cached: every authenticated request asks
+
+
 def client_address(conn: HTTPConnection) -> str:
-    """The peer's address (uvicorn rewrites it from X-Forwarded-For only for trusted proxies)."""
-    return conn.client.host if conn.client else "unknown"
+    """The peer's budget key: IPv4, or the /64 of an IPv6 address (addresses.py); uvicorn
+    rewrites the peer from X-Forwarded-For only for trusted proxies."""
+    return _budget_key(conn.client.host) if conn.client else "unknown"
 
 
 async def authenticate(conn: HTTPConnection) -> StoredDevice:
@@ -94,7 +104,8 @@ async def authenticate(conn: HTTPConnection) -> StoredDevice:
     failure budget is checked before any hashing (429 once spent), and every
     failure spends one token of it. A password that needs hashing is checked
     under the address's lock, so concurrent guesses cannot overshoot the budget
-    (on one node; across nodes, by at most the number of nodes).
+    (on one node; across nodes, by at most the number of nodes). An unknown number
+    or device costs the same hashing as a wrong password.
     """
     svc = services(conn)
     creds = parse_basic_auth(conn.headers.get("authorization"))
@@ -108,9 +119,15 @@ async def authenticate(conn: HTTPConnection) -> StoredDevice:
         return await _seen(svc, device)
     async with svc.auth_gate.hold(address):
         await svc.limits.check_not_blocked("auth_failure_address", address)
-        if device is None or not await svc.verifier.verify(creds.password, device.password_hash):
+        if device is None:
+            await svc.verifier.verify_nothing(creds.password)  # the same work as a wrong one
+            ok = False
+        else:
+            ok = await svc.verifier.verify(creds.password, device.password_hash)
+        if not ok:
             await svc.limits.record("auth_failure_address", address)
             raise AuthError("wrong number, device or password")
+    assert device is not None
     return await _seen(svc, device)
 
 

@@ -17,7 +17,7 @@ after it. It also keeps the connection's slot in the per-address socket count un
 connection ends or becomes a channel socket.
 
 uvicorn has no public API for any of this; the attributes and methods used here are listed
-in ``USED_INTERNALS`` and checked by tests/unit/test_uvicorn_adapter.py, and pyproject.toml
+in ``USED_INTERNALS`` and checked by tests/integration/test_uvicorn_adapter.py, and pyproject.toml
 pins uvicorn to the versions that test has passed on (``UVICORN_VERSIONS``).
 """
 
@@ -69,7 +69,6 @@ USED_ATTRIBUTES = (
     "loop",
     "connections",
 )
-
 
 
 class _HeadTooLarge(Exception):

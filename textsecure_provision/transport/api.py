@@ -292,6 +292,10 @@ class ApiClient:
     async def ack_message(self, guid: str) -> None:
         await self._call("DELETE", f"/v1/messages/{_seg(guid)}", what="acknowledging a message")
 
+    async def call(self, method: str, path: str, **kw: Any) -> Any:
+        """One request with this client's error mapping (for transport/nameplates.py)."""
+        return await self._call(method, path, **kw)
+
     # -- the one place statuses become errors -------------------------------------------------
     async def _call(
         self,

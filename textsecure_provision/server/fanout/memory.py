@@ -48,6 +48,10 @@ class MemoryFanOut:
             return False
         return await sink(frame)
 
+    def holds(self, channel_id: str) -> bool:
+        """Is the channel open (short-code nameplates live only as long as it does)?"""
+        return channel_id in self._channels
+
     def local_channels(self) -> int:
         return len(self._channels)
 

@@ -11,19 +11,16 @@ from starlette.routing import Route
 from textsecure_provision.crypto.keys import PublicKey
 from textsecure_provision.crypto.signing import verify
 from textsecure_provision.errors import (
-    IdentityKeyMismatchError,
     InvalidInputError,
-    NotFoundError,
     TooLargeError,
 )
 from textsecure_provision.protocol.bodies import KeysUpload, PreKey
 from textsecure_provision.protocol.encoding import b64encode, parse_phone_number
 from textsecure_provision.server.handlers import json_response
+from textsecure_provision.server.policy import keys
 from textsecure_provision.server.services import authenticate, services
 from textsecure_provision.server.storage.base import KeyBundle, PreKeyRecord, SignedPreKeyRecord
 from textsecure_provision.server.validation import parse_device_id, read_body
-
-MASTER_DEVICE_ID = 1
 
 
 def _prekey(key: PreKey) -> PreKeyRecord:
@@ -54,17 +51,7 @@ async def upload_keys(request: Request) -> Response:
     if not verify(PublicKey.from_bytes(identity_key), signed.public_key, signed.signature):
         raise InvalidInputError("the signed prekey's signature does not verify")
 
-    if device.device_id == MASTER_DEVICE_ID:
-        account_key = await svc.storage.set_identity_key_if_unset(device.number, identity_key)
-    else:
-        account_key = await svc.storage.get_identity_key(device.number)
-        if account_key is None:
-            raise IdentityKeyMismatchError(
-                "the account has no identity key yet: device 1 uploads its keys first"
-            )
-    if account_key != identity_key:
-        raise IdentityKeyMismatchError("identityKey differs from the account's identity key")
-    await svc.storage.replace_keys(device.number, device.device_id, signed, prekeys, last_resort)
+    await keys.upload(svc, device, identity_key, signed, prekeys, last_resort)
     return json_response({})
 
 
@@ -98,34 +85,19 @@ def _bundle_json(bundle: KeyBundle) -> dict[str, Any]:
 
 
 async def fetch_keys(request: Request) -> Response:
-    """``GET /v1/keys/{number}/{deviceId or *}`` (401, 404; 400 malformed).
+    """``GET /v1/keys/{number}/{deviceId or *}`` (401, 404, 429; 400 malformed).
 
     ``*`` covers every device that has uploaded keys, except the asking device
     itself when it asks for its own account (it would only burn its own
     prekey). Each one-time prekey goes out once; then the last-resort key.
+    429 past ``key_fetch_pair`` (per asking device and target).
     """
     svc = services(request)
     device = await authenticate(request)
     number = parse_phone_number(request.path_params["number"])
     which = request.path_params["device"]
     single = None if which == "*" else parse_device_id(which)
-    identity_key = await svc.storage.get_identity_key(number)
-    if identity_key is None:
-        raise NotFoundError("no keys for that number")
-    if single is None:
-        devices = await svc.storage.list_devices(number)
-        wanted = [
-            d.device_id
-            for d in devices
-            if not (number == device.number and d.device_id == device.device_id)
-        ]
-    else:
-        wanted = [single]
-    bundles = [
-        b for b in await svc.storage.take_key_bundles(number, wanted) if b.signed_prekey is not None
-    ]
-    if not bundles:
-        raise NotFoundError("no keys for that device")
+    identity_key, bundles = await keys.fetch(svc, device, number, single)
     return json_response(
         {"identityKey": b64encode(identity_key), "devices": [_bundle_json(b) for b in bundles]}
     )

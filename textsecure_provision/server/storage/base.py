@@ -6,7 +6,7 @@ the epoch) so backends hold no clock and tests can move time. A backend that
 cannot reach its database raises ``ServiceUnavailableError`` (503); any other
 ``ProvisionError`` a method may raise is named in its docstring.
 
-Policy (who may do what, which status) lives in routes/; a backend only keeps
+Policy (who may do what, which status) lives in policy/; a backend only keeps
 its promises about atomicity, listed per method.
 """
 
@@ -30,7 +30,7 @@ class NewDevice:
 
 @dataclass(frozen=True)
 class StoredDevice:
-    """What the server keeps about one device of an account (not the client's ``DeviceRecord``,
+    """What the server keeps about one device of an account (not the client's ``StoredDevice``,
     which is a device's own record, with its private keys, in its data folder)."""
 
     number: str
@@ -55,6 +55,27 @@ def device_from_row(row: Sequence[Any]) -> StoredDevice:
         created_ms=row[6],
         last_seen_ms=row[7],
     )
+
+
+def queued_by_device(messages: Sequence[NewMessage]) -> dict[tuple[str, int], tuple[int, int]]:
+    """(number, device) → (messages, body bytes) that a send adds to each queue."""
+    out: dict[tuple[str, int], tuple[int, int]] = {}
+    for m in messages:
+        count, size = out.get((m.number, m.device_id), (0, 0))
+        out[(m.number, m.device_id)] = (count + 1, size + len(m.body))
+    return out
+
+
+def page_length(sizes: Sequence[int], limit: int, max_bytes: int | None) -> int:
+    """How many of the oldest messages (body ``sizes``, in order) make one fetch page: at
+    most ``limit``, and past the first (always sent, so a page is never empty while
+    messages wait), no more than ``max_bytes`` in all."""
+    total = 0
+    for i, size in enumerate(sizes[:limit]):
+        total += size
+        if i > 0 and max_bytes is not None and total > max_bytes:
+            return i
+    return min(len(sizes), limit)
 
 
 @dataclass(frozen=True)
@@ -102,6 +123,22 @@ class StoredMessage:
     body: bytes = field(repr=False)
 
 
+@dataclass(frozen=True)
+class QueueQuota:
+    """What one device's queue may hold until acknowledged (count and body bytes)."""
+
+    max_messages: int
+    max_bytes: int
+
+
+@dataclass(frozen=True)
+class GuessFailures:
+    """Wrong guesses in a row at one secret, and when the last one came."""
+
+    failures: int
+    last_ms: int
+
+
 def match_code(rows: Iterable[tuple[Any, str, int]], code: str, now_ms: int) -> Any | None:
     """The key of the unexpired row whose code is ``code``, or None.
 
@@ -130,8 +167,11 @@ class Storage(Protocol):
         """Where the data lives, for logs (no password)."""
 
     # -- registration codes (§4 GET /v1/accounts/sms/code) ------------------------------
-    async def put_registration_code(self, number: str, code: str, expires_ms: int) -> None:
-        """Store ``code`` for ``number``, replacing any earlier one."""
+    async def issue_registration_code(
+        self, number: str, code: str, expires_ms: int, now_ms: int
+    ) -> str:
+        """The number's unexpired code if it has one (kept as it is, so a request from
+        someone else never voids the code its owner is typing), else ``code``, stored."""
 
     async def consume_registration_code(self, number: str, code: str, now_ms: int) -> bool:
         """True once if ``code`` is the number's unexpired code (constant-time compare);
@@ -203,17 +243,44 @@ class Storage(Protocol):
         with none left, the last-resort key (kept). Missing devices are skipped."""
 
     # -- messages -------------------------------------------------------------------------
-    async def store_messages(self, messages: Sequence[NewMessage], now_ms: int) -> None:
-        """Store all or none. Kept until acknowledged, across restarts (§4)."""
+    async def store_messages(
+        self, messages: Sequence[NewMessage], now_ms: int, quota: QueueQuota | None = None
+    ) -> list[int]:
+        """Store all or none. Kept until acknowledged, across restarts (§4). With a quota,
+        nothing is stored if a destination device's queue would then hold more than it
+        allows: the answer is those devices' ids (empty when stored). Checking and storing
+        are one transaction per destination device."""
 
     async def fetch_messages(
-        self, number: str, device_id: int, limit: int
+        self, number: str, device_id: int, limit: int, max_bytes: int | None = None
     ) -> tuple[list[StoredMessage], bool]:
-        """The oldest ``limit`` messages for the device, and whether more are waiting."""
+        """The oldest messages for the device, at most ``limit`` and, after the first, at
+        most ``max_bytes`` of bodies; and whether more are waiting."""
 
     async def delete_message(self, number: str, device_id: int, guid: str) -> bool:
         """Acknowledge: delete the device's message ``guid``; False if it had none."""
 
     # -- housekeeping ---------------------------------------------------------------------
     async def purge_expired(self, now_ms: int) -> int:
-        """Delete expired registration and provisioning codes; returns how many."""
+        """Delete expired registration and provisioning codes, refilled limit buckets and
+        forgotten guess failures; returns how many codes."""
+
+    # -- limits that survive a restart (limits/persistent.py, limits/backoff.py) -----------
+    async def save_limit_buckets(self, buckets: Sequence[tuple[str, str, int]]) -> None:
+        """Upsert ``(rule, key, full_at_ms)`` rows."""
+
+    async def load_limit_buckets(
+        self, now_ms: int, per_rule: int
+    ) -> list[tuple[str, str, int]]:
+        """The buckets not yet full again, at most ``per_rule`` per rule, most spent first."""
+
+    async def get_guess_failures(self, rule: str, key: str, now_ms: int) -> GuessFailures | None:
+        """The failures counted for ``key``, unless forgotten by ``now_ms``."""
+
+    async def add_guess_failure(
+        self, rule: str, key: str, now_ms: int, forget_after_ms: int
+    ) -> int:
+        """Count one more failure (atomically) and return how many there are now; the row
+        is forgotten ``forget_after_ms`` after this failure."""
+
+    async def clear_guess_failures(self, rule: str, key: str) -> None: ...

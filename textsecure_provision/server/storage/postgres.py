@@ -45,15 +45,19 @@ from textsecure_provision.errors import (
     StoreError,
 )
 from textsecure_provision.server.storage.base import (
+    GuessFailures,
     KeyBundle,
     NewDevice,
     NewMessage,
     PreKeyRecord,
+    QueueQuota,
     SignedPreKeyRecord,
     StoredDevice,
     StoredMessage,
     device_from_row,
     match_code,
+    page_length,
+    queued_by_device,
 )
 from textsecure_provision.server.storage.migrations import load_migrations
 from textsecure_provision.server.urls import redact_url
@@ -254,8 +258,23 @@ class PostgresStorage:
             return int(await con.fetchval("SELECT COALESCE(MAX(version), 0) FROM schema_version"))
 
     # -- codes ---------------------------------------------------------------------------------
-    async def put_registration_code(self, number: str, code: str, expires_ms: int) -> None:
-        await self._put_code("registration_codes", number, code, expires_ms)
+    async def issue_registration_code(
+        self, number: str, code: str, expires_ms: int, now_ms: int
+    ) -> str:
+        async with self._tx() as con:
+            await con.execute(
+                "INSERT INTO registration_codes (number, code, expires_ms) VALUES ($1, $2, $3) "
+                "ON CONFLICT (number) DO UPDATE SET code = excluded.code, "
+                "expires_ms = excluded.expires_ms WHERE registration_codes.expires_ms <= $4",
+                number,
+                code,
+                expires_ms,
+                now_ms,
+            )
+            current = await con.fetchval(
+                "SELECT code FROM registration_codes WHERE number = $1", number
+            )
+        return str(current)
 
     async def consume_registration_code(self, number: str, code: str, now_ms: int) -> bool:
         return await self._consume_code("registration_codes", number, code, now_ms)
@@ -304,17 +323,6 @@ class PostgresStorage:
             if device_id is not None:
                 await con.execute("DELETE FROM provisioning_codes WHERE id = $1", code_id)
             return device_id
-
-    async def _put_code(self, table: str, number: str, code: str, expires_ms: int) -> None:
-        async with self._con() as con:
-            await con.execute(
-                f"INSERT INTO {table} (number, code, expires_ms) VALUES ($1, $2, $3) "  # noqa: S608 - fixed names
-                "ON CONFLICT (number) DO UPDATE SET code = EXCLUDED.code, "
-                "expires_ms = EXCLUDED.expires_ms",
-                number,
-                code,
-                expires_ms,
-            )
 
     async def _consume_code(self, table: str, number: str, code: str, now_ms: int) -> bool:
         async with self._tx() as con:
@@ -551,8 +559,14 @@ class PostgresStorage:
             return bundles
 
     # -- messages ------------------------------------------------------------------------------
-    async def store_messages(self, messages: Sequence[NewMessage], now_ms: int) -> None:
+    async def store_messages(
+        self, messages: Sequence[NewMessage], now_ms: int, quota: QueueQuota | None = None
+    ) -> list[int]:
         async with self._tx() as con:
+            if quota is not None:
+                full = await _over_quota(con, messages, quota)
+                if full:
+                    return full
             await con.executemany(
                 "INSERT INTO messages (guid, number, device_id, source, source_device, type, "
                 "timestamp, body, received_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
@@ -571,20 +585,32 @@ class PostgresStorage:
                     for m in messages
                 ],
             )
+        return []
 
     async def fetch_messages(
-        self, number: str, device_id: int, limit: int
+        self, number: str, device_id: int, limit: int, max_bytes: int | None = None
     ) -> tuple[list[StoredMessage], bool]:
         async with self._con() as con:
-            rows = await con.fetch(
-                "SELECT guid, source, source_device, type, timestamp, body FROM messages "
+            # Sizes first (octet_length reads no body), then only the page's bodies.
+            sizes = await con.fetch(
+                "SELECT id, octet_length(body) FROM messages "
                 "WHERE number = $1 AND device_id = $2 ORDER BY id LIMIT $3",
                 number,
                 device_id,
                 limit + 1,
             )
-        out = [StoredMessage(r[0], r[1], r[2], r[3], r[4], bytes(r[5])) for r in rows[:limit]]
-        return out, len(rows) > limit
+            take = page_length([r[1] for r in sizes], limit, max_bytes)
+            if take == 0:
+                return [], False
+            rows = await con.fetch(
+                "SELECT guid, source, source_device, type, timestamp, body FROM messages "
+                "WHERE number = $1 AND device_id = $2 AND id <= $3 ORDER BY id",
+                number,
+                device_id,
+                sizes[take - 1][0],
+            )
+        out = [StoredMessage(r[0], r[1], r[2], r[3], r[4], bytes(r[5])) for r in rows]
+        return out, len(sizes) > take
 
     async def delete_message(self, number: str, device_id: int, guid: str) -> bool:
         async with self._con() as con:
@@ -601,4 +627,84 @@ class PostgresStorage:
         async with self._tx() as con:
             a = await con.execute("DELETE FROM registration_codes WHERE expires_ms <= $1", now_ms)
             b = await con.execute("DELETE FROM provisioning_codes WHERE expires_ms <= $1", now_ms)
+            await con.execute("DELETE FROM limit_buckets WHERE full_at_ms <= $1", now_ms)
+            await con.execute("DELETE FROM guess_failures WHERE forget_at_ms <= $1", now_ms)
         return _rowcount(a) + _rowcount(b)
+
+    # -- limits --------------------------------------------------------------------------------
+    async def save_limit_buckets(self, buckets: Sequence[tuple[str, str, int]]) -> None:
+        async with self._con() as con:
+            await con.executemany(
+                "INSERT INTO limit_buckets (rule, key, full_at_ms) VALUES ($1, $2, $3) "
+                "ON CONFLICT (rule, key) DO UPDATE SET full_at_ms = excluded.full_at_ms",
+                buckets,
+            )
+
+    async def load_limit_buckets(self, now_ms: int, per_rule: int) -> list[tuple[str, str, int]]:
+        async with self._con() as con:
+            rows = await con.fetch(
+                "SELECT rule, key, full_at_ms FROM (SELECT rule, key, full_at_ms, ROW_NUMBER() "
+                "OVER (PARTITION BY rule ORDER BY full_at_ms DESC) AS n FROM limit_buckets "
+                "WHERE full_at_ms > $1) AS spent WHERE n <= $2",
+                now_ms,
+                per_rule,
+            )
+        return [(r[0], r[1], int(r[2])) for r in rows]
+
+    async def get_guess_failures(self, rule: str, key: str, now_ms: int) -> GuessFailures | None:
+        async with self._con() as con:
+            row = await con.fetchrow(
+                "SELECT failures, last_ms FROM guess_failures "
+                "WHERE rule = $1 AND key = $2 AND forget_at_ms > $3",
+                rule,
+                key,
+                now_ms,
+            )
+        return None if row is None else GuessFailures(int(row[0]), int(row[1]))
+
+    async def add_guess_failure(
+        self, rule: str, key: str, now_ms: int, forget_after_ms: int
+    ) -> int:
+        async with self._tx() as con:
+            await con.execute(
+                "DELETE FROM guess_failures WHERE rule = $1 AND key = $2 AND forget_at_ms <= $3",
+                rule,
+                key,
+                now_ms,
+            )
+            failures = await con.fetchval(
+                "INSERT INTO guess_failures (rule, key, failures, last_ms, forget_at_ms) "
+                "VALUES ($1, $2, 1, $3, $4) ON CONFLICT (rule, key) DO UPDATE SET "
+                "failures = guess_failures.failures + 1, last_ms = excluded.last_ms, "
+                "forget_at_ms = excluded.forget_at_ms RETURNING failures",
+                rule,
+                key,
+                now_ms,
+                now_ms + forget_after_ms,
+            )
+        return int(failures)
+
+    async def clear_guess_failures(self, rule: str, key: str) -> None:
+        async with self._con() as con:
+            await con.execute("DELETE FROM guess_failures WHERE rule = $1 AND key = $2", rule, key)
+
+
+async def _over_quota(con: Any, messages: Sequence[NewMessage], quota: QueueQuota) -> list[int]:
+    """The destination devices whose queues these messages would overfill. Each device's
+    row is locked first, so two concurrent sends cannot both fit into the last room."""
+    full = []
+    for (number, device_id), (count, size) in sorted(queued_by_device(messages).items()):
+        await con.execute(
+            "SELECT 1 FROM devices WHERE number = $1 AND device_id = $2 FOR UPDATE",
+            number,
+            device_id,
+        )
+        held, held_bytes = await con.fetchrow(
+            "SELECT COUNT(*), COALESCE(SUM(octet_length(body)), 0) FROM messages "
+            "WHERE number = $1 AND device_id = $2",
+            number,
+            device_id,
+        )
+        if held + count > quota.max_messages or held_bytes + size > quota.max_bytes:
+            full.append(device_id)
+    return sorted(full)

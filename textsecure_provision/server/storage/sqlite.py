@@ -32,15 +32,19 @@ from textsecure_provision.errors import (
     StoreError,
 )
 from textsecure_provision.server.storage.base import (
+    GuessFailures,
     KeyBundle,
     NewDevice,
     NewMessage,
     PreKeyRecord,
+    QueueQuota,
     SignedPreKeyRecord,
     StoredDevice,
     StoredMessage,
     device_from_row,
     match_code,
+    page_length,
+    queued_by_device,
 )
 from textsecure_provision.server.storage.migrations import load_migrations, split_statements
 
@@ -191,8 +195,22 @@ class SqliteStorage:
         return int(row[0] or 0)
 
     # -- codes ------------------------------------------------------------------------------
-    async def put_registration_code(self, number: str, code: str, expires_ms: int) -> None:
-        await self._run(self._put_code, "registration_codes", number, code, expires_ms)
+    async def issue_registration_code(
+        self, number: str, code: str, expires_ms: int, now_ms: int
+    ) -> str:
+        def tx(con: sqlite3.Connection) -> str:
+            con.execute(
+                "INSERT INTO registration_codes (number, code, expires_ms) VALUES (?, ?, ?) "
+                "ON CONFLICT (number) DO UPDATE SET code = excluded.code, "
+                "expires_ms = excluded.expires_ms WHERE registration_codes.expires_ms <= ?",
+                (number, code, expires_ms, now_ms),
+            )
+            (current,) = con.execute(
+                "SELECT code FROM registration_codes WHERE number = ?", (number,)
+            ).fetchone()
+            return str(current)
+
+        return await self._run(self._tx, tx)
 
     async def consume_registration_code(self, number: str, code: str, now_ms: int) -> bool:
         return await self._run(self._consume_code, "registration_codes", number, code, now_ms)
@@ -236,12 +254,6 @@ class SqliteStorage:
             return device_id
 
         return await self._run(self._tx, tx)
-
-    def _put_code(self, table: str, number: str, code: str, expires_ms: int) -> None:
-        self.con.execute(
-            f"INSERT OR REPLACE INTO {table} (number, code, expires_ms) VALUES (?, ?, ?)",  # noqa: S608 - fixed names
-            (number, code, expires_ms),
-        )
 
     def _consume_code(self, table: str, number: str, code: str, now_ms: int) -> bool:
         def tx(con: sqlite3.Connection) -> bool:
@@ -467,8 +479,14 @@ class SqliteStorage:
         return await self._run(self._tx, tx)
 
     # -- messages -----------------------------------------------------------------------------
-    async def store_messages(self, messages: Sequence[NewMessage], now_ms: int) -> None:
-        def tx(con: sqlite3.Connection) -> None:
+    async def store_messages(
+        self, messages: Sequence[NewMessage], now_ms: int, quota: QueueQuota | None = None
+    ) -> list[int]:
+        def tx(con: sqlite3.Connection) -> list[int]:
+            if quota is not None:
+                full = _over_quota(con, messages, quota)
+                if full:
+                    return full
             con.executemany(
                 "INSERT INTO messages (guid, number, device_id, source, source_device, type, "
                 "timestamp, body, received_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -487,20 +505,30 @@ class SqliteStorage:
                     for m in messages
                 ],
             )
+            return []
 
-        await self._run(self._tx, tx)
+        return await self._run(self._tx, tx)
 
     async def fetch_messages(
-        self, number: str, device_id: int, limit: int
+        self, number: str, device_id: int, limit: int, max_bytes: int | None = None
     ) -> tuple[list[StoredMessage], bool]:
         def op() -> tuple[list[StoredMessage], bool]:
-            rows = self.con.execute(
-                "SELECT guid, source, source_device, type, timestamp, body FROM messages "
+            # Sizes first (length() of a blob reads no body), then only the page's bodies.
+            sizes = self.con.execute(
+                "SELECT id, length(body) FROM messages "
                 "WHERE number = ? AND device_id = ? ORDER BY id LIMIT ?",
                 (number, device_id, limit + 1),
             ).fetchall()
-            out = [StoredMessage(r[0], r[1], r[2], r[3], r[4], bytes(r[5])) for r in rows[:limit]]
-            return out, len(rows) > limit
+            take = page_length([size for _, size in sizes], limit, max_bytes)
+            if take == 0:
+                return [], False
+            rows = self.con.execute(
+                "SELECT guid, source, source_device, type, timestamp, body FROM messages "
+                "WHERE number = ? AND device_id = ? AND id <= ? ORDER BY id",
+                (number, device_id, sizes[take - 1][0]),
+            ).fetchall()
+            out = [StoredMessage(r[0], r[1], r[2], r[3], r[4], bytes(r[5])) for r in rows]
+            return out, len(sizes) > take
 
         return await self._run(op)
 
@@ -519,6 +547,82 @@ class SqliteStorage:
         def tx(con: sqlite3.Connection) -> int:
             a = con.execute("DELETE FROM registration_codes WHERE expires_ms <= ?", (now_ms,))
             b = con.execute("DELETE FROM provisioning_codes WHERE expires_ms <= ?", (now_ms,))
+            con.execute("DELETE FROM limit_buckets WHERE full_at_ms <= ?", (now_ms,))
+            con.execute("DELETE FROM guess_failures WHERE forget_at_ms <= ?", (now_ms,))
             return a.rowcount + b.rowcount
 
         return await self._run(self._tx, tx)
+
+    # -- limits -----------------------------------------------------------------------------------
+    async def save_limit_buckets(self, buckets: Sequence[tuple[str, str, int]]) -> None:
+        await self._run(
+            lambda: self.con.executemany(
+                "INSERT OR REPLACE INTO limit_buckets (rule, key, full_at_ms) VALUES (?, ?, ?)",
+                buckets,
+            )
+        )
+
+    async def load_limit_buckets(self, now_ms: int, per_rule: int) -> list[tuple[str, str, int]]:
+        def op() -> list[tuple[str, str, int]]:
+            rows = self.con.execute(
+                "SELECT rule, key, full_at_ms FROM (SELECT rule, key, full_at_ms, ROW_NUMBER() "
+                "OVER (PARTITION BY rule ORDER BY full_at_ms DESC) AS n FROM limit_buckets "
+                "WHERE full_at_ms > ?) WHERE n <= ?",
+                (now_ms, per_rule),
+            ).fetchall()
+            return [(r[0], r[1], int(r[2])) for r in rows]
+
+        return await self._run(op)
+
+    async def get_guess_failures(self, rule: str, key: str, now_ms: int) -> GuessFailures | None:
+        def op() -> GuessFailures | None:
+            row = self.con.execute(
+                "SELECT failures, last_ms FROM guess_failures "
+                "WHERE rule = ? AND key = ? AND forget_at_ms > ?",
+                (rule, key, now_ms),
+            ).fetchone()
+            return None if row is None else GuessFailures(int(row[0]), int(row[1]))
+
+        return await self._run(op)
+
+    async def add_guess_failure(
+        self, rule: str, key: str, now_ms: int, forget_after_ms: int
+    ) -> int:
+        def tx(con: sqlite3.Connection) -> int:
+            con.execute(
+                "DELETE FROM guess_failures WHERE rule = ? AND key = ? AND forget_at_ms <= ?",
+                (rule, key, now_ms),
+            )
+            (failures,) = con.execute(
+                "INSERT INTO guess_failures (rule, key, failures, last_ms, forget_at_ms) "
+                "VALUES (?, ?, 1, ?, ?) ON CONFLICT (rule, key) DO UPDATE SET "
+                "failures = failures + 1, last_ms = excluded.last_ms, "
+                "forget_at_ms = excluded.forget_at_ms RETURNING failures",
+                (rule, key, now_ms, now_ms + forget_after_ms),
+            ).fetchone()
+            return int(failures)
+
+        return await self._run(self._tx, tx)
+
+    async def clear_guess_failures(self, rule: str, key: str) -> None:
+        await self._run(
+            lambda: self.con.execute(
+                "DELETE FROM guess_failures WHERE rule = ? AND key = ?", (rule, key)
+            )
+        )
+
+
+def _over_quota(
+    con: sqlite3.Connection, messages: Sequence[NewMessage], quota: QueueQuota
+) -> list[int]:
+    """The destination devices whose queues these messages would overfill."""
+    full = []
+    for (number, device_id), (count, size) in queued_by_device(messages).items():
+        held, held_bytes = con.execute(
+            "SELECT COUNT(*), COALESCE(SUM(length(body)), 0) FROM messages "
+            "WHERE number = ? AND device_id = ?",
+            (number, device_id),
+        ).fetchone()
+        if held + count > quota.max_messages or held_bytes + size > quota.max_bytes:
+            full.append(device_id)
+    return sorted(full)

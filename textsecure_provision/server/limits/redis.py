@@ -1,4 +1,4 @@
-"""``RateLimiter`` in Redis: the same token buckets as ``MemoryRateLimiter``, shared by nodes.
+"""``RateLimiter`` in Redis: the same token buckets as ``memory.py``, shared by nodes.
 
 Each bucket is a hash ``P rl:<rule>:<key>`` holding ``tokens`` and ``at`` (ms),
 updated by one Lua script, so read-refill-take is atomic across every node: a
@@ -87,6 +87,9 @@ class RedisRateLimiter:
 
     async def sweep(self) -> None:
         return None  # buckets expire in Redis once full again
+
+    async def open(self) -> None:
+        return None
 
     async def check(self) -> None:
         try:

@@ -1,23 +1,16 @@
-"""Rate limiting (§4: 429 with Retry-After) behind one small interface.
+"""``RateLimiter`` in this process: token buckets in a dict per rule, bounded in size.
 
-A ``RateLimiter`` keeps token buckets keyed by (rule, key): ``acquire`` takes a
-token or says how long to wait, and a refusal takes nothing, so a client that
-waits as told gets through. ``MemoryRateLimiter`` serves one node;
-``RedisRateLimiter`` (limits_redis.py) implements the same methods so that a
-limit spent on one node holds on the others.
+One node only (``redis.py`` shares buckets between nodes). ``full_in`` and
+``restore`` let ``persistent.py`` save a bucket and put it back after a restart.
 """
 
 from __future__ import annotations
 
 import heapq
-import math
 import time
 from collections.abc import Callable
-from typing import Protocol
 
-from textsecure_provision.errors import RateLimitedError
 from textsecure_provision.server.config import Rule
-from textsecure_provision.server.metrics import Metrics
 
 # Buckets kept per rule. Past it, refilled buckets go first, then those that will be full
 # again soonest (the least spent), down to LOW_WATER: memory stays bounded under a spray of
@@ -28,22 +21,6 @@ MAX_BUCKETS = 100_000
 LOW_WATER = MAX_BUCKETS * 9 // 10
 
 _Bucket = tuple[float, float, float]  # (tokens, at, full_at)
-
-
-class RateLimiter(Protocol):
-    async def acquire(self, name: str, rule: Rule, key: str) -> float:
-        """Take one token; 0.0 if allowed, else the seconds until one is available."""
-
-    async def peek(self, name: str, rule: Rule, key: str) -> float:
-        """Like ``acquire`` but takes nothing: is the bucket empty right now?"""
-
-    async def sweep(self) -> None:
-        """Forget buckets that are full again (housekeeping)."""
-
-    async def check(self) -> None:
-        """Raise ``ServiceUnavailableError`` if the limiter's backend is down."""
-
-    async def close(self) -> None: ...
 
 
 class MemoryRateLimiter:
@@ -83,6 +60,22 @@ class MemoryRateLimiter:
         for name, buckets in list(self._rules.items()):
             self._rules[name] = _refilled_dropped(buckets, now)
 
+    def full_in(self, name: str, key: str) -> float:
+        """Seconds until the bucket is full again (0.0: full, or never touched)."""
+        state = self._rules.get(name, {}).get(key)
+        return 0.0 if state is None else max(0.0, state[2] - self._clock())
+
+    def restore(self, name: str, rule: Rule, key: str, full_in_s: float) -> None:
+        """Put back a bucket saved as "full again in ``full_in_s`` seconds" (a restart)."""
+        if full_in_s <= 0:
+            return
+        now = self._clock()
+        tokens = max(0.0, rule.count - full_in_s * rule.count / rule.period_s)
+        buckets = self._rules.setdefault(name, {})
+        buckets[key] = (tokens, now, now + (rule.count - tokens) * rule.period_s / rule.count)
+        if len(buckets) > MAX_BUCKETS:
+            self._shrink(buckets, now)
+
     def _shrink(self, buckets: dict[str, _Bucket], now: float) -> None:
         # A bucket that has refilled is the same as no bucket: forgetting it changes nothing.
         for key in [k for k, v in buckets.items() if v[2] <= now]:
@@ -100,6 +93,9 @@ class MemoryRateLimiter:
     def describe(self) -> str:
         return "memory (this process only)"
 
+    async def open(self) -> None:
+        return None
+
     async def check(self) -> None:
         return None
 
@@ -111,43 +107,3 @@ def _refilled_dropped(buckets: dict[str, _Bucket], now: float) -> dict[str, _Buc
     return {k: v for k, v in buckets.items() if v[2] > now}
 
 
-class Limits:
-    """The server's rules plus its limiter: ``await limits.enforce("code_guess_number", key)``."""
-
-    def __init__(self, limiter: RateLimiter, rules: object, metrics: Metrics) -> None:
-        self.limiter = limiter
-        self.rules = rules
-        self.metrics = metrics
-
-    def rule(self, name: str) -> Rule | None:
-        rule: Rule | None = getattr(self.rules, name)
-        return rule
-
-    async def enforce(self, name: str, key: str) -> None:
-        """Take a token or raise ``RateLimitedError`` (429 + Retry-After)."""
-        rule = self.rule(name)
-        if rule is None:
-            return
-        wait = await self.limiter.acquire(name, rule, key)
-        if wait > 0:
-            self._refuse(name, wait)
-
-    async def check_not_blocked(self, name: str, key: str) -> None:
-        """Raise ``RateLimitedError`` if the bucket is empty, without taking a token."""
-        rule = self.rule(name)
-        if rule is None:
-            return
-        wait = await self.limiter.peek(name, rule, key)
-        if wait > 0:
-            self._refuse(name, wait)
-
-    async def record(self, name: str, key: str) -> None:
-        """Take a token, never raising (counts a failure after the fact)."""
-        rule = self.rule(name)
-        if rule is not None:
-            await self.limiter.acquire(name, rule, key)
-
-    def _refuse(self, name: str, wait: float) -> None:
-        self.metrics.rate_limited(name)
-        # The key (a number or an address) is not in the message: clients see only the wait.
-        raise RateLimitedError("too many requests; try again later", retry_after=math.ceil(wait))
