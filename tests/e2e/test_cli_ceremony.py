@@ -61,7 +61,7 @@ def test_group_help_shows_the_default_subcommands_options() -> None:
 
 
 def test_429_in_the_cli_error_event(make_server, tmp_path: Path) -> None:
-    srv = make_server(extra_args=("--rate-limit", "registration_guess_number=1/3600"))
+    srv = make_server(extra_args=("--rate-limit", "registration_guess_address=1/3600"))
     number = new_number()
     home = tmp_path / "m"
     first = run("register", "--number", number, "--code", "000001", "--json", home=home,
@@ -189,8 +189,7 @@ def test_demo_keep_says_where_in_both_modes() -> None:
     assert res.returncode == 0, res.stderr
     kept = Path(res.event("demo_kept")["path"])
     try:
-        assert (kept / "server.log").exists() and (kept / "qr.png").exists()
-        assert (kept / "secondary" / "device.json").exists()
+        assert kept.is_dir() and (kept / "secondary" / "device.json").exists()
     finally:
         import shutil
 
