@@ -112,7 +112,7 @@ async def listen_secondary(
     store.require_no_record()
     server = config.require_server()
     trusted = (server, *config.trusted_servers)
-    config.store().require_writable()  # before the channel: a link must not die at the commit
+    store.require_writable()  # before the channel: a link must not die at the commit
     ui.state(NOTHING_LINKED)
     words = options.code_words if options.short_code else 0  # 0: no short codes
     async with CodeOffers(config, server, words=words, rng=rng) as codes:
