@@ -214,3 +214,14 @@ def test_unit_tests_start_no_server() -> None:
         if p.name != "test_structure.py" and starts.search(p.read_text())
     ]
     assert not offenders, offenders
+
+
+def test_one_wall_clock_in_milliseconds() -> None:
+    """``clock.now_ms`` is the one place the package turns the wall clock into milliseconds."""
+    pattern = re.compile(r"time\.time\(\) \* 1000|time_ns\(\) // 1_000_000")
+    offenders = [
+        str(p.relative_to(ROOT))
+        for p in PKG.rglob("*.py")
+        if p.name != "clock.py" and pattern.search(p.read_text())
+    ]
+    assert not offenders, offenders

@@ -15,9 +15,9 @@ minutes; saving them would cost a write per message, channel or key fetch.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
+from textsecure_provision.clock import now_ms
 from textsecure_provision.server.config import RateLimits, Rule
 from textsecure_provision.server.limits.memory import LOW_WATER, MemoryRateLimiter
 from textsecure_provision.server.storage.base import Storage
@@ -35,10 +35,6 @@ PERSISTED_RULES = frozenset(
 )
 
 
-def _wall_ms() -> int:
-    return int(time.time() * 1000)
-
-
 class PersistentRateLimiter:
     def __init__(
         self,
@@ -46,7 +42,7 @@ class PersistentRateLimiter:
         rules: RateLimits,
         *,
         memory: MemoryRateLimiter | None = None,
-        wall_ms: Callable[[], int] = _wall_ms,
+        wall_ms: Callable[[], int] = now_ms,
         persisted: frozenset[str] = PERSISTED_RULES,
     ) -> None:
         self.storage = storage
