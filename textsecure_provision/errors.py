@@ -8,7 +8,8 @@ both ends of the wire share one set of names.
 ::
 
     ProvisionError              exit 1 / 500
-    ├─ InvalidInputError        exit 2 / 400  KeyFormatError, MessageFormatError, PhoneNumberError,
+    ├─ InvalidInputError        exit 2 / 400  KeyFormatError, PhoneNumberError,
+    │  └─ LocalProtocolError                  MessageFormatError
     │                                         LinkError -, QrError - (NoSuchImageError,
     │                                         UnreadableImageError, NotAnImageError,
     │                                         NoQrCodeError, SeveralQrCodesError),
@@ -17,9 +18,10 @@ both ends of the wire share one set of names.
     ├─ RefusedError             exit 4 / -    NumberMismatchError, ConfirmationMismatchError,
     │                                         WrongShortCodeError
     ├─ UntrustedServerError     exit 5 / -
-    ├─ ServerUnreachableError   exit 6 / -
+    ├─ ServerUnreachableError   exit 6 / -    RemoteProtocolError -, ServerDegradedError -
     ├─ ServerRefusedError       exit 7        AuthError 401, ForbiddenError 403,
-    │                                         CodeRejectedError 403, NotFoundError 404,
+    │                                         DeviceUnlinkedError 401, CodeRejectedError 403,
+    │                                         RegistrationCodeRejectedError 403, NotFoundError 404,
     │                                         ChannelGoneError 404, ConflictError 409,
     │                                         IdentityKeyMismatchError 409,
     │                                         MismatchedDevicesError 409, StaleDevicesError 410,
@@ -29,9 +31,16 @@ both ends of the wire share one set of names.
     │                                         410, ShortCodesUnsupportedError 404
     ├─ BadMessageError          exit 8 / -    EnvelopeError, SessionError (DuplicateMessageError,
     │                                         MessageTooFarError), ShortCodeMessageError
-    └─ StoreError               exit 9 / 503  ServiceUnavailableError
+    ├─ StoreError               exit 9 / 503  ServiceUnavailableError
+    └─ UserInterruptError       exit 130 / -  Ctrl-C; the message says what state things are in
 
 (``-``: raised by clients only, no HTTP status.)
+
+Local or remote, as h11 splits them: ``LocalProtocolError`` (and its
+``MessageFormatError``) is something malformed on this side: an option, a file,
+a link the user gave, a message the core was handed. ``RemoteProtocolError`` is
+a malformed answer from the server: not the user's fault, so not exit 2 and
+not "check the input".
 
 Messages never contain secrets (keys, passwords, codes, bodies). ``hint`` is the
 user's next step, printed by the CLI after the message; it is set per class (or once
@@ -100,7 +109,11 @@ class KeyFormatError(InvalidInputError):
     """A key has the wrong length, type byte or encoding (§2)."""
 
 
-class MessageFormatError(InvalidInputError):
+class LocalProtocolError(InvalidInputError):
+    """Something given on this side (an option, a file, a message handed in) is malformed."""
+
+
+class MessageFormatError(LocalProtocolError):
     """A protobuf, JSON or base64 value could not be decoded."""
 
 
@@ -229,6 +242,33 @@ class ServerUnreachableError(ProvisionError):
     hint = "Check the server URL, your network, and --ca-file if the server uses its own CA."
 
 
+class RemoteProtocolError(ServerUnreachableError):
+    """The server's answer is malformed: the server's fault (or a proxy's), not the user's."""
+
+    hint = (
+        "The server (or something between you and it, such as a proxy) answered something "
+        "this client cannot read. Try again later, or tell the server's operator."
+    )
+
+
+class ServerDegradedError(ServerUnreachableError):
+    """The server is up but cannot serve now (503): its database or Redis is down."""
+
+    hint = (
+        "The server answered, but one of its own services is down; nothing on your side "
+        "needs changing. Try again in a few minutes, or tell the server's operator."
+    )
+
+    def __init__(self, message: str = "", *, retry_after: int | None = None, **kw: Any) -> None:
+        if retry_after is not None and kw.get("hint") is None:
+            kw["hint"] = (  # set once, at construction
+                f"The server is degraded and asks to wait {describe_wait(retry_after)}; "
+                "try again after that, or tell the server's operator."
+            )
+        super().__init__(message, **kw)
+        self.retry_after = retry_after
+
+
 # -- 7: refused by the server ---------------------------------------------------------------
 
 
@@ -254,11 +294,29 @@ class ForbiddenError(ServerRefusedError):
     hint = "This device may not do that."
 
 
+class DeviceUnlinkedError(AuthError):
+    """The server no longer accepts this device: it was removed, or the account replaced it."""
+
+    hint = (
+        "This device is no longer linked. Run `provision reset` to delete its data folder "
+        "(it unlinks what it still can), then link it again with `provision secondary`."
+    )
+
+
 class CodeRejectedError(ServerRefusedError):
     """The code was wrong, expired or already used."""
 
     http_status = 403
     hint = "Restart the link from the secondary device to get a fresh code."
+
+
+class RegistrationCodeRejectedError(CodeRejectedError):
+    """The registration code was wrong, expired or already used."""
+
+    hint = (
+        "Check the registration code you typed, or run `provision register` again without "
+        "--code to have a new one sent."
+    )
 
 
 class NotFoundError(ServerRefusedError):
@@ -336,6 +394,11 @@ class RateLimitedError(ServerRefusedError):
     hint = "Wait a little and try again."
 
     def __init__(self, message: str = "", *, retry_after: int = 60, **kw: Any) -> None:
+        if kw.get("hint") is None:  # the server's own figure, not "a little" (set once, here)
+            kw["hint"] = (
+                f"The server asks to wait {describe_wait(retry_after)} "
+                f"(Retry-After: {retry_after}); try again after that."
+            )
         super().__init__(message, **kw)
         self.retry_after = retry_after
 
@@ -421,6 +484,26 @@ class ServiceUnavailableError(StoreError):
     hint = "The server is degraded; try again in a moment."
 
 
+# -- 130: interrupted -----------------------------------------------------------------------
+
+
+class UserInterruptError(ProvisionError):
+    """Interrupted (Ctrl-C). The message says what state things were left in."""
+
+    exit_code = 130
+    http_status = None
+    hint = ""
+
+
+def describe_wait(seconds: int) -> str:
+    """``720`` → ``"12 min"``, ``45`` → ``"45 s"``, ``7200`` → ``"2 h"`` (for Retry-After)."""
+    if seconds < 120:
+        return f"{seconds} s"
+    if seconds < 2 * 3600:
+        return f"{(seconds + 59) // 60} min"
+    return f"{seconds / 3600:.1f} h".replace(".0 h", " h")
+
+
 EXIT_CODES: dict[int, str] = {
     0: "success",
     1: "unexpected error (a bug; rerun with -v)",
@@ -428,8 +511,9 @@ EXIT_CODES: dict[int, str] = {
     3: "timed out",
     4: "refused by the user, or number / confirmation code mismatch",
     5: "untrusted server",
-    6: "server unreachable or TLS failure",
+    6: "server unreachable, failing or answering malformed data; TLS failure",
     7: "refused by the server (auth, code, device limit, channel gone, rate limit)",
     8: "a message failed authentication",
     9: "local store problem",
+    130: "interrupted (Ctrl-C)",
 }

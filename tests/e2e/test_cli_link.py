@@ -180,10 +180,21 @@ def test_devices_remove(master: Account, tmp_path: Path, background) -> None:
     assert [d["id"] for d in run("devices", "--json", home=master.home).events()[0]["devices"]] == [
         1
     ]
-    # The removed device's credentials are gone on the server.
+    # The removed device's credentials are gone on the server: it is told it is no longer
+    # linked, and given the way out.
     res = run("devices", "--json", home=home)
     assert res.returncode == 7
-    assert res.event("error")["error"] == "AuthError"
+    error = res.event("error")
+    assert error["error"] == "DeviceUnlinkedError"
+    assert "no longer accepts this device (device 2 of" in error["message"]
+    assert "provision reset" in error["hint"]
+    res = run("reset", "--yes", "--json", home=home)
+    assert res.returncode == 0, res.stderr
+    assert res.event("reset_already_unlinked")["device_id"] == 2
+    assert res.event("reset_done") == {
+        "event": "reset_done", "path": str(home), "unlinked": False, "device_id": 2
+    }  # fmt: skip
+    assert not home.exists()
 
 
 def test_human_devices_and_whoami(master: Account) -> None:
@@ -194,23 +205,21 @@ def test_human_devices_and_whoami(master: Account) -> None:
     assert master.number in res.stdout and "device id:    1" in res.stdout
 
 
-def test_print_link_and_svg_qr_out(server, tmp_path: Path) -> None:
-    svg = tmp_path / "q.svg"
+def test_print_link_and_svg_qr_out(server, tmp_path: Path, background) -> None:
     res = run(
-        "secondary",
-        "--print-link",
-        "--qr-out",
-        str(svg),
-        "--timeout",
-        "1",
-        home=tmp_path / "s",
-        server=server.url,
+        "secondary", "--print-link", "--timeout", "1", home=tmp_path / "s", server=server.url
     )
     assert res.returncode == 3  # nobody scanned it
     (link,) = res.stdout.splitlines()  # the bare link is all there is on stdout
     assert link.startswith("textsecure-device-init:/?channel_uuid=")
-    assert svg.read_text().lstrip().startswith(("<?xml", "<svg"))
     assert "Next:" in res.stderr
+    svg = tmp_path / "q.svg"
+    bg = background("secondary", "--json", "--qr-out", str(svg), "--timeout", "2",
+                    home=tmp_path / "s", server=server.url)  # fmt: skip
+    bg.wait_event("channel_opened")
+    assert svg.read_text().lstrip().startswith(("<?xml", "<svg"))
+    assert bg.wait() == 3
+    assert not svg.exists()  # the image of a channel that is gone is not left to be scanned
     assert folder_digest(tmp_path / "s") == "absent"
 
 

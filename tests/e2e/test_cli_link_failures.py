@@ -304,7 +304,9 @@ def test_register_failures(server: Server, tmp_path: Path) -> None:
         server=server.url,
     )
     assert res.returncode == 7
-    assert res.event("error")["error"] == "CodeRejectedError"
+    error = res.event("error")
+    assert error["error"] == "RegistrationCodeRejectedError"
+    assert "registration code" in error["hint"] and "secondary" not in error["hint"]
     assert folder_digest(home) == "absent"
     res = run("register", "--number", "5550001111", home=home, server=server.url)
     assert res.returncode == 2

@@ -29,12 +29,19 @@ def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
 
 
 class ServerProcess:
-    def __init__(self, args: list[str], env: dict[str, str], port_file: Path, log: Path) -> None:
+    def __init__(
+        self,
+        args: list[str],
+        env: dict[str, str],
+        port_file: Path,
+        log: Path,
+        global_args: tuple[str, ...] = (),
+    ) -> None:
         self.port_file = port_file
         self.log = log
         with log.open("wb") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "textsecure_provision", "server", *args],
+                [sys.executable, "-m", "textsecure_provision", *global_args, "server", *args],
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 env=env,
@@ -72,11 +79,18 @@ def spawn(tmp_path: Path) -> Iterator[Spawn]:
     procs: list[ServerProcess] = []
 
     def start(
-        *args: str, env: dict[str, str] | None = None, port_file: Path | None = None
+        *args: str,
+        env: dict[str, str] | None = None,
+        port_file: Path | None = None,
+        global_args: tuple[str, ...] = (),
     ) -> ServerProcess:
         port_file = port_file or tmp_path / f"url{len(procs)}"
         proc = ServerProcess(
-            list(args), env or _env(tmp_path), port_file, tmp_path / f"log{len(procs)}"
+            list(args),
+            env or _env(tmp_path),
+            port_file,
+            tmp_path / f"log{len(procs)}",
+            global_args,
         )
         procs.append(proc)
         return proc
@@ -103,6 +117,31 @@ def test_defaults_env_vars_and_clean_stop(tmp_path: Path, spawn: Spawn) -> None:
     assert (folder / "relay.sqlite3").exists()
     assert (folder.stat().st_mode & 0o777) == 0o700
     assert proc.stop() == 0
+
+
+def test_data_dir_keeps_the_database_apart(tmp_path: Path, spawn: Spawn) -> None:
+    """`provision --data-dir X server` (or `server --data-dir X`) keeps its database under X:
+    two servers with different folders never share one database."""
+    first = spawn("--port", "0", "--port-file", str(tmp_path / "u1"),
+                  "--test-registration-code", "424242",
+                  global_args=("--data-dir", str(tmp_path / "one")), port_file=tmp_path / "u1")  # fmt: skip
+    second = spawn("--port", "0", "--port-file", str(tmp_path / "u2"),
+                   "--data-dir", str(tmp_path / "two"), port_file=tmp_path / "u2")  # fmt: skip
+    url_one, url_two = first.wait_url(), second.wait_url()
+    assert (tmp_path / "one" / "relay.sqlite3").exists()
+    assert (tmp_path / "two" / "relay.sqlite3").exists()
+    assert ((tmp_path / "one").stat().st_mode & 0o777) == 0o700
+    assert not (tmp_path / "xdg" / "textsecure-provision" / "server").exists()
+    # An account made on the first is unknown to the second.
+    number = "+15550002222"
+    body = {"registrationId": 7, "fetchesMessages": True}
+    r = httpx.put(f"{url_one}/v1/accounts/code/424242", json=body, auth=(number, "pw" * 16))
+    assert r.status_code == 200, r.text
+    r = httpx.get(f"{url_two}/v1/devices/", auth=(number, "pw" * 16), timeout=5)
+    assert r.status_code == 401
+    r = httpx.get(f"{url_one}/v1/devices/", auth=(number, "pw" * 16), timeout=5)
+    assert r.status_code == 200
+    assert first.stop() == 0 and second.stop() == 0
 
 
 def test_test_code_on_a_public_bind_is_refused(tmp_path: Path) -> None:

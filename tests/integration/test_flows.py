@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ import pytest
 from textsecure_provision.crypto.keys import KeyPair
 from textsecure_provision.errors import (
     ConfirmationMismatchError,
+    InvalidInputError,
     LinkError,
     NumberMismatchError,
     RefusedError,
@@ -24,6 +26,8 @@ from textsecure_provision.errors import (
     TimedOutError,
     UntrustedServerError,
 )
+from textsecure_provision.flows import master as master_flow
+from textsecure_provision.flows import secondary as secondary_flow
 from textsecure_provision.flows.config import FlowConfig
 from textsecure_provision.flows.devices import list_devices, whoami
 from textsecure_provision.flows.master import MasterLinkResult, link_master
@@ -38,6 +42,11 @@ from textsecure_provision.flows.ui import RecordingUi
 from textsecure_provision.store import DeviceRecord, DeviceStore
 
 from .flow_support import CODE, NUMBER, LinkUi, running_server
+
+
+def prompts_and_steps(ui: RecordingUi) -> list[str]:
+    """The kinds of the UI calls in order, without the Ctrl-C ``state`` notes."""
+    return [kind for kind, *_ in ui.calls if kind != "state"]
 
 
 @pytest.fixture
@@ -84,9 +93,17 @@ async def test_link_step_by_step_with_hooks(server: str, tmp_path: Path) -> None
 
     assert isinstance(record, DeviceRecord)
     assert s_ui.names() == ["channel_opened", "device_init_received", "registered"]
-    assert [k for k, *_ in s_ui.calls] == ["channel", "event", "result"]  # no prompt needed
+    assert prompts_and_steps(s_ui) == ["channel", "event", "result"]  # no prompt needed
     assert m_ui.names() == ["link_parsed", "sent"]
-    assert [k for k, *_ in m_ui.calls] == ["event", "confirm", "result"]
+    assert prompts_and_steps(m_ui) == ["event", "confirm", "result"]
+    # What a Ctrl-C would have said at each point: truthful once the DeviceInit may be out.
+    assert s_ui.states() == [
+        secondary_flow.NOTHING_LINKED,
+        secondary_flow.RECEIVED_UNUSED,
+        secondary_flow.MAY_BE_REGISTERED,
+        secondary_flow.LINKED_NOT_ANNOUNCED,
+    ]
+    assert m_ui.states() == [master_flow.NOTHING_SENT, master_flow.MAY_HAVE_SENT, master_flow.SENT]
     assert s_ui.fields("device_init_received")["confirmation_code"] == result.confirmation
     assert m_ui.fields("sent")["confirmation_code"] == result.confirmation
     assert sent == [result]
@@ -221,7 +238,7 @@ async def test_no_verify_then_verify(server: str, tmp_path: Path) -> None:
     record = await verify_pending(secondary, v_ui, code=result.confirmation.replace(" ", "-"))
     assert record.device_id == 2
     assert v_ui.names() == ["device_init_received", "registered"]
-    assert [k for k, *_ in v_ui.calls].count("confirm") == 1  # the number was confirmed
+    assert prompts_and_steps(v_ui).count("confirm") == 1  # the number was confirmed
     assert not (home / "pending_link.json").exists()
 
 
@@ -248,7 +265,7 @@ async def test_register_asks_for_the_code_when_not_given(server: str, tmp_path: 
     record = await register_account(config, ui, NUMBER)
     assert record.device_id == 1
     assert ui.names() == ["code_requested", "account_registered"]
-    assert [k for k, *_ in ui.calls] == ["event", "ask", "result"]
+    assert prompts_and_steps(ui) == ["event", "ask", "result"]
 
 
 async def test_no_verify_with_wrong_expected_number_saves_nothing(
@@ -264,6 +281,98 @@ async def test_no_verify_with_wrong_expected_number_saves_nothing(
     with pytest.raises(NumberMismatchError):
         await asyncio.wait_for(listening, 10)
     assert digest(home) is None
+
+
+def other_code(code: str) -> str:
+    return "999 999" if code != "999 999" else "111 111"
+
+
+class TypingUi(LinkUi):
+    """Types, at the code prompt, what ``typed`` makes of the code the secondary received."""
+
+    def __init__(self, typed: Any, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.typed = typed
+
+    def ask(self, question: str) -> str:
+        self.calls.append(("ask", question, {}))
+        return str(self.typed(self.fields("device_init_received")["confirmation_code"]))
+
+
+async def test_typed_code_must_match_the_masters(server: str, tmp_path: Path) -> None:
+    master = await register_master(server, tmp_path)
+    home = tmp_path / "secondary"
+    secondary = FlowConfig(data_dir=str(home), server_url=server)
+    s_ui = TypingUi(other_code)  # e.g. the code on the user's own master, after a race
+    listening = asyncio.create_task(
+        listen_secondary(secondary, s_ui, ListenOptions(ask_code=True))
+    )
+    await link_master(master, RecordingUi(), await asyncio.wait_for(s_ui.links.get(), 10))
+    with pytest.raises(ConfirmationMismatchError) as info:
+        await asyncio.wait_for(listening, 10)
+    assert info.value.exit_code == 4
+    assert "Nothing was registered" in info.value.hint
+    assert "registered" not in s_ui.names()
+    assert [k for k, *_ in s_ui.calls].count("confirm") == 0  # it stopped before the number
+    assert digest(home) is None  # nothing stored
+    assert [d.id for d in await list_devices(master)] == [1]  # nothing registered
+
+
+async def test_typed_code_matching_links(server: str, tmp_path: Path) -> None:
+    master = await register_master(server, tmp_path)
+    secondary = FlowConfig(data_dir=str(tmp_path / "secondary"), server_url=server)
+    s_ui = TypingUi(lambda code: " " + code.replace(" ", "-") + " ")  # dashes, spaces: ignored
+    listening = asyncio.create_task(
+        listen_secondary(secondary, s_ui, ListenOptions(ask_code=True))
+    )
+    link = await asyncio.wait_for(s_ui.links.get(), 10)
+    result = await link_master(master, RecordingUi(), link)
+    record = await asyncio.wait_for(listening, 10)
+    assert isinstance(record, DeviceRecord) and record.device_id == 2
+    assert s_ui.fields("device_init_received")["confirmation_code"] == result.confirmation
+    asks = [name for kind, name, _ in s_ui.calls if kind == "ask"]
+    assert asks == [secondary_flow.CODE_QUESTION]
+    assert prompts_and_steps(s_ui) == ["channel", "event", "ask", "confirm", "result"]
+
+
+async def test_malformed_typed_code_is_asked_again_then_refused(
+    server: str, tmp_path: Path
+) -> None:
+    master = await register_master(server, tmp_path)
+    secondary = FlowConfig(data_dir=str(tmp_path / "secondary"), server_url=server)
+    s_ui = TypingUi(lambda code: "12 34")
+    listening = asyncio.create_task(
+        listen_secondary(secondary, s_ui, ListenOptions(ask_code=True))
+    )
+    await link_master(master, RecordingUi(), await asyncio.wait_for(s_ui.links.get(), 10))
+    with pytest.raises(InvalidInputError, match="six digits"):
+        await asyncio.wait_for(listening, 10)
+    assert [kind for kind, *_ in s_ui.calls].count("ask") == secondary_flow.MAX_CODE_ATTEMPTS
+    assert s_ui.names().count("code_malformed") == secondary_flow.MAX_CODE_ATTEMPTS - 1
+    assert "registered" not in s_ui.names()
+    assert [d.id for d in await list_devices(master)] == [1]
+
+
+@pytest.mark.skipif(not Path("/proc/self").exists(), reason="needs Linux's /proc")
+async def test_unwritable_data_folder_fails_before_the_channel_opens(server: str) -> None:
+    # /proc takes no new folder, not even from root (the tests may run as root, where
+    # permission bits would not stop anything).
+    secondary = FlowConfig(data_dir="/proc/provision-test/new", server_url=server)
+    s_ui = LinkUi()
+    with pytest.raises(StoreError, match="cannot create the data folder"):
+        await listen_secondary(secondary, s_ui)
+    assert s_ui.names() == []  # no channel was opened, no QR shown
+
+
+async def test_data_folder_under_a_file_fails_before_the_channel_opens(
+    server: str, tmp_path: Path
+) -> None:
+    (tmp_path / "file").write_text("x")
+    secondary = FlowConfig(data_dir=str(tmp_path / "file" / "new"), server_url=server)
+    s_ui = LinkUi()
+    with pytest.raises(StoreError, match=r"data folder .*: Not a directory"):
+        await listen_secondary(secondary, s_ui)
+    assert s_ui.names() == []
 
 
 LOW_ORDER_KEY = "BQ" + "A" * 42 + "%3D"  # 0x05 || u=0: X25519 with it is all-zero
@@ -304,4 +413,27 @@ async def test_master_refuses_locally_before_any_request(
     with pytest.raises(error):
         await link_master(master, ui, link)
     if case != "refused":
-        assert ui.calls == []  # refused before even asking the user
+        assert prompts_and_steps(ui) == []  # refused before even asking the user
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes to a 0500 folder all the same")
+async def test_master_with_unwritable_data_folder_sends_nothing(
+    server: str, tmp_path: Path
+) -> None:
+    master = await register_master(server, tmp_path)
+    home = Path(master.data_dir or "")
+    home.chmod(0o500)
+    ui = RecordingUi()
+    try:
+        with pytest.raises(StoreError, match="cannot write to"):
+            await link_master(master, ui, _link(server, _good_key()))
+    finally:
+        home.chmod(0o700)
+    assert prompts_and_steps(ui) == []  # refused before asking, before any request
+
+
+def _good_key() -> str:
+    import base64
+    from urllib.parse import quote
+
+    return quote(base64.b64encode(KeyPair.generate().public.serialize()).decode(), safe="")

@@ -21,7 +21,9 @@ from textsecure_provision.qr.render import (
     FULL_BLOCK,
     LOWER_HALF,
     QUIET_ZONE_MODULES,
+    TERMINAL_QUIET_ZONE_MODULES,
     UPPER_HALF,
+    fit_terminal,
     needs_ascii,
     qr_matrix,
     render_png,
@@ -118,7 +120,7 @@ def test_text_must_be_str() -> None:
 def test_terminal_drawing_is_exactly_the_code_and_scans(ascii_only: bool, colour: bool) -> None:
     drawing = render_terminal(LINK, ascii_only=ascii_only, colour=colour)
     modules = modules_from_terminal(drawing, ascii_only=ascii_only)
-    expected = with_quiet_zone(qr_matrix(LINK))
+    expected = with_quiet_zone(qr_matrix(LINK), TERMINAL_QUIET_ZONE_MODULES)
     if not ascii_only:
         # Odd size: the last half row is one more light row of quiet zone.
         assert modules[-1] == [False] * len(expected)
@@ -131,7 +133,7 @@ def test_terminal_drawing_is_exactly_the_code_and_scans(ascii_only: bool, colour
 def test_half_blocks_size_and_characters() -> None:
     drawing = render_terminal(LINK)
     lines = drawing.splitlines()
-    side = 57 + 2 * QUIET_ZONE_MODULES
+    side = 57 + 2 * TERMINAL_QUIET_ZONE_MODULES
     assert drawing.endswith("\n")
     assert len(lines) == (side + 1) // 2
     assert {len(line) for line in lines} == {side}
@@ -144,9 +146,34 @@ def test_ascii_drawing_is_pure_ascii_with_square_modules() -> None:
     drawing = render_terminal(LINK, ascii_only=True)
     drawing.encode("ascii")  # raises if anything else slipped in
     lines = drawing.splitlines()
-    side = 57 + 2 * QUIET_ZONE_MODULES
+    side = 57 + 2 * TERMINAL_QUIET_ZONE_MODULES
     assert len(lines) == side
     assert {len(line) for line in lines} == {2 * side}
+
+
+def in_dark_terminal(modules: list[list[bool]], margin: int = 8) -> list[list[bool]]:
+    """The drawing as it sits on a dark terminal: everything around it is dark."""
+    width = len(modules[0]) + 2 * margin
+    dark = [[True] * width for _ in range(margin)]
+    return dark + [[True] * margin + row + [True] * margin for row in modules] + dark
+
+
+@pytest.mark.parametrize("level", ["M", "L"])
+def test_two_module_quiet_zone_scans_on_a_dark_background(level: str) -> None:
+    drawing = render_terminal(LINK, error_level=level)  # type: ignore[arg-type]
+    modules = modules_from_terminal(drawing, ascii_only=False)
+    assert modules[0] == [False] * len(modules[0])  # the drawn margin is light
+    assert read_without_inversion(rasterise(in_dark_terminal(modules))) == [LINK]
+
+
+def test_fit_terminal_prefers_m_then_l_then_nothing() -> None:
+    m = len(qr_matrix(LINK, error_level="M")) + 2 * TERMINAL_QUIET_ZONE_MODULES
+    low = len(qr_matrix(LINK, error_level="L")) + 2 * TERMINAL_QUIET_ZONE_MODULES
+    assert fit_terminal(LINK, 120, 50) == ("M", (m, (m + 1) // 2))
+    assert fit_terminal(LINK, low, (low + 1) // 2) == ("L", (low, (low + 1) // 2))
+    assert fit_terminal(LINK, 80, 24) == (None, (low, (low + 1) // 2))  # 80x24: too short
+    assert fit_terminal(LINK, 200, 200, ascii_only=True)[0] == "M"
+    assert fit_terminal(LINK, 120, 50, ascii_only=True) == (None, (2 * low, low))
 
 
 def test_colour_wraps_every_line_and_resets() -> None:

@@ -74,14 +74,14 @@ CALLS: dict[str, Callable[[ApiClient], Awaitable[Any]]] = {
         ("sms", 400, E.PhoneNumberError),
         ("sms", 413, E.RateLimitedError),
         ("sms", 429, E.RateLimitedError),
-        ("register_account", 403, E.CodeRejectedError),
-        ("provisioning_code", 401, E.AuthError),
+        ("register_account", 403, E.RegistrationCodeRejectedError),
+        ("provisioning_code", 401, E.DeviceUnlinkedError),
         ("provisioning_code", 411, E.DeviceLimitError),
         ("provisioning_code", 429, E.RateLimitedError),
         ("register_device", 403, E.CodeRejectedError),
         ("register_device", 411, E.DeviceLimitError),
         ("register_device", 429, E.RateLimitedError),
-        ("devices", 401, E.AuthError),
+        ("devices", 401, E.DeviceUnlinkedError),
         ("remove", 403, E.ForbiddenError),
         ("remove", 404, E.NotFoundError),
         ("keys", 400, E.ServerRefusedError),
@@ -92,7 +92,7 @@ CALLS: dict[str, Callable[[ApiClient], Awaitable[Any]]] = {
         ("send", 409, E.MismatchedDevicesError),
         ("send", 410, E.StaleDevicesError),
         ("devices", 500, E.ServerUnreachableError),
-        ("devices", 503, E.ServerUnreachableError),
+        ("devices", 503, E.ServerDegradedError),
         ("devices", 418, E.ServerRefusedError),
     ],
 )
@@ -121,6 +121,66 @@ async def test_rate_limit_carries_retry_after() -> None:
         with pytest.raises(E.RateLimitedError) as info:
             await api.fetch_provisioning_code()
     assert info.value.retry_after == 17
+    assert "17 s" in info.value.hint
+
+
+async def test_rate_limit_hint_shows_the_servers_wait() -> None:
+    # Not "wait a little": the server said 12 minutes, and the user is told so.
+    handler, _ = answer(429, headers={"Retry-After": "720"})
+    async with client(handler) as api:
+        with pytest.raises(E.RateLimitedError) as info:
+            await api.register_device("123456789", registration_id=5)
+    assert info.value.hint == (
+        "The server asks to wait 12 min (Retry-After: 720); try again after that."
+    )
+
+
+async def test_401_to_a_stored_device_says_it_is_no_longer_linked() -> None:
+    handler, _ = answer(401)
+    async with client(handler, device_id=3) as api:
+        with pytest.raises(E.DeviceUnlinkedError) as info:
+            await api.fetch_devices()
+    assert "no longer accepts this device (device 3 of +15550001111" in info.value.message
+    assert "provision reset" in info.value.hint
+    assert info.value.exit_code == 7
+
+
+async def test_401_without_a_device_id_stays_an_auth_error() -> None:
+    # A registration's credentials have no id yet: a 401 there is not "no longer linked".
+    handler, _ = answer(401)
+    async with client(handler, device_id=None) as api:
+        with pytest.raises(E.AuthError) as info:
+            await api.register_device("123456789", registration_id=5)
+    assert type(info.value) is E.AuthError
+
+
+async def test_wrong_registration_code_hint_is_about_the_code() -> None:
+    handler, _ = answer(403)
+    async with client(handler, device_id=None) as api:
+        with pytest.raises(E.CodeRejectedError) as info:
+            await api.register_account("123456", registration_id=5)
+    assert "secondary" not in info.value.hint
+    assert "registration code" in info.value.hint
+
+
+async def test_503_is_the_servers_dependency_not_your_network() -> None:
+    handler, _ = answer(503, headers={"Retry-After": "30"})
+    async with client(handler) as api:
+        with pytest.raises(E.ServerDegradedError) as info:
+            await api.fetch_devices()
+    assert info.value.exit_code == 6
+    assert "--ca-file" not in info.value.hint and "your network" not in info.value.hint
+    assert "30 s" in info.value.hint
+
+
+async def test_malformed_success_answer_is_the_servers_fault() -> None:
+    handler, _ = answer(200, {"deviceId": "two"})
+    async with client(handler) as api:
+        with pytest.raises(E.RemoteProtocolError) as info:
+            await api.register_device("123456789", registration_id=5)
+    assert info.value.exit_code == 6  # not 2, "check the input": the user typed nothing wrong
+    assert not isinstance(info.value, E.InvalidInputError)
+    assert "Check the input" not in info.value.hint
 
 
 async def test_mismatched_devices_carry_lists() -> None:
@@ -196,13 +256,13 @@ async def test_channel_put_body_shape() -> None:
 async def test_bad_provisioning_code_answer_is_refused(body: dict[str, Any]) -> None:
     handler, _ = answer(200, body)
     async with client(handler) as api:
-        with pytest.raises(E.MessageFormatError):
+        with pytest.raises(E.RemoteProtocolError):
             await api.fetch_provisioning_code()
 
 
 async def test_non_json_success_is_message_format_error() -> None:
     async with client(lambda r: httpx.Response(200, content=b"<html>")) as api:
-        with pytest.raises(E.MessageFormatError):
+        with pytest.raises(E.RemoteProtocolError):
             await api.register_device("123456", registration_id=1)
 
 
@@ -219,7 +279,7 @@ async def test_device_list_is_parsed() -> None:
 async def test_malformed_device_list_is_refused(body: Any) -> None:
     handler, _ = answer(200, body)
     async with client(handler) as api:
-        with pytest.raises(E.MessageFormatError):
+        with pytest.raises(E.RemoteProtocolError):
             await api.fetch_devices()
 
 
@@ -235,6 +295,69 @@ async def test_connection_refused_is_unreachable() -> None:
         with pytest.raises(E.ServerUnreachableError) as info:
             await api.fetch_devices()
     assert info.value.exit_code == 6
+    assert "connection refused" in info.value.message
+
+
+async def _tcp_server(handle: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Any]):
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    return server, f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+
+
+async def test_read_timeout_is_not_cannot_connect(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A real socket that takes the request and never answers: the connection worked, so
+    # "cannot connect" would be false, and the request may have been handled.
+    monkeypatch.setattr("textsecure_provision.transport.api.READ_TIMEOUT_S", 0.3)
+    release = asyncio.Event()
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        await release.wait()
+        writer.close()
+
+    server, url = await _tcp_server(silent)
+    async with server, ApiClient(url, Credentials(NUMBER, "pw", 2)) as api:
+        with pytest.raises(E.ServerUnreachableError) as info:
+            await api.fetch_devices()
+        release.set()
+    assert "cannot connect" not in info.value.message
+    assert "did not answer in time" in info.value.message
+    assert "may have handled the request" in info.value.hint
+
+
+async def test_connection_dropped_mid_answer_is_not_cannot_connect() -> None:
+    async def drop(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{")
+        await writer.drain()
+        writer.close()
+
+    server, url = await _tcp_server(drop)
+    async with server, ApiClient(url, Credentials(NUMBER, "pw", 2)) as api:
+        with pytest.raises(E.ServerUnreachableError) as info:
+            await api.fetch_devices()
+    assert "cannot connect" not in info.value.message
+    assert "broke before the answer came" in info.value.message
+
+
+async def test_an_answer_that_is_not_http_is_the_servers_fault() -> None:
+    async def garbage(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"SSH-2.0-OpenSSH_9.6\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    server, url = await _tcp_server(garbage)
+    async with server, ApiClient(url, Credentials(NUMBER, "pw", 2)) as api:
+        with pytest.raises(E.RemoteProtocolError) as info:
+            await api.fetch_devices()
+    assert "did not answer in HTTP" in info.value.message
+
+
+async def test_unknown_host_says_dns() -> None:
+    async with ApiClient("http://no-such-host.invalid", Credentials(NUMBER, "pw", 2)) as api:
+        with pytest.raises(E.ServerUnreachableError) as info:
+            await api.fetch_devices()
+    assert "cannot find the host" in info.value.message
 
 
 async def test_tls_failure_is_unreachable(tmp_path) -> None:
@@ -314,7 +437,7 @@ async def test_bad_first_frame_is_message_format_error(first: str) -> None:
         await ws.wait_closed()
 
     async with await run_channel_server(script) as server:
-        with pytest.raises(E.MessageFormatError):
+        with pytest.raises(E.RemoteProtocolError):
             await TempChannel.open(url_of(server))
 
 
@@ -331,7 +454,7 @@ async def test_bad_message_frame_is_message_format_error(frame: str) -> None:
         await run_channel_server(script) as server,
         await TempChannel.open(url_of(server)) as channel,
     ):
-        with pytest.raises(E.MessageFormatError):
+        with pytest.raises(E.RemoteProtocolError):
             await channel.receive()
 
 
@@ -348,6 +471,34 @@ async def test_channel_handshake_429_is_rate_limited() -> None:
     assert info.value.retry_after == 9
 
 
+async def test_channel_handshake_503_is_degraded() -> None:
+    def refuse(connection: Any, request: Any) -> Response:
+        return Response(503, "Service Unavailable", Headers({"Retry-After": "720"}), b"")
+
+    async def script(ws: ServerConnection) -> None:  # never reached
+        await ws.close()
+
+    async with await run_channel_server(script, process_request=refuse) as server:
+        with pytest.raises(E.ServerDegradedError) as info:
+            await TempChannel.open(url_of(server))
+    assert info.value.retry_after == 720
+    assert "12 min" in info.value.hint
+
+
+async def test_channel_on_a_plain_http_server_is_the_servers_fault() -> None:
+    async def not_websocket(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        await writer.drain()
+        writer.close()
+
+    server, url = await _tcp_server(not_websocket)
+    async with server:
+        with pytest.raises(E.RemoteProtocolError) as info:
+            await TempChannel.open(url)
+    assert "did not accept a websocket" in info.value.message
+
+
 async def test_channel_server_silent_is_unreachable() -> None:
     async def script(ws: ServerConnection) -> None:
         await ws.wait_closed()
@@ -358,8 +509,9 @@ async def test_channel_server_silent_is_unreachable() -> None:
 
 
 async def test_channel_connection_refused_is_unreachable() -> None:
-    with pytest.raises(E.ServerUnreachableError):
+    with pytest.raises(E.ServerUnreachableError) as info:
         await TempChannel.open(f"http://127.0.0.1:{free_port()}")
+    assert "connection refused" in info.value.message
 
 
 def test_channel_url() -> None:

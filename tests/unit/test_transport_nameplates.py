@@ -15,10 +15,10 @@ import httpx
 import pytest
 
 from textsecure_provision.errors import (
-    MessageFormatError,
     NameplateBurnedError,
     NameplateClaimedError,
     NameplateGoneError,
+    RemoteProtocolError,
     ShortCodesUnsupportedError,
 )
 from textsecure_provision.transport.api import ApiClient, Credentials
@@ -85,14 +85,14 @@ async def test_claim_statuses(status: int, error: type[Exception]) -> None:
 )
 async def test_malformed_allocations_are_refused(answer: Any) -> None:
     async with client(lambda r: httpx.Response(200, content=json.dumps(answer))) as api:
-        with pytest.raises(MessageFormatError):
+        with pytest.raises(RemoteProtocolError):  # the server's fault, not the user's
             await allocate_nameplate(api, "9f1c2c57-6a3e-4b8e-9d4f-0b6f8f2d1a77")
 
 
 @pytest.mark.parametrize("answer", [{"messages": "x"}, {"messages": [1]}, {"messages": ["%%"]}, {}])
 async def test_malformed_mailbox_answers_are_refused(answer: Any) -> None:
     async with client(lambda r: httpx.Response(200, json=answer)) as api:
-        with pytest.raises(MessageFormatError):
+        with pytest.raises(RemoteProtocolError):  # the server's fault, not the user's
             await fetch_nameplate_messages(api, Ticket(3, bytes(32)), 0, 0)
 
 

@@ -23,3 +23,20 @@ class DefaultGroup(click.Group):
 
     def format_usage(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         formatter.write_usage(ctx.command_path, f"[{self.default}] [OPTIONS] | COMMAND [ARGS]...")
+
+    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The group's options, then the default subcommand's: they are what people look for
+        (``secondary --help`` must show ``--qr-out``, ``master --help`` must show ``--qr``)."""
+        super().format_options(ctx, formatter)
+        command = self.commands.get(self.default)
+        if command is None:
+            return
+        sub_ctx = click.Context(command, info_name=self.default, parent=ctx)
+        rows = [
+            record
+            for param in command.get_params(sub_ctx)
+            if (record := param.get_help_record(sub_ctx)) is not None
+        ]
+        if rows:
+            with formatter.section(f"Options of `{ctx.command_path} {self.default}` (the default)"):
+                formatter.write_dl(rows)

@@ -10,6 +10,7 @@ import click
 
 from textsecure_provision.cli.context import Settings
 from textsecure_provision.cli.options import local_globals
+from textsecure_provision.errors import UserInterruptError
 
 DEMO_REGISTRATION_CODE = "424242"
 
@@ -71,7 +72,13 @@ def demo(settings: Settings, keep: bool) -> None:
                     master_ui.close()
                     secondary_ui.close()
 
-            result = asyncio.run(main())
+            try:
+                result = asyncio.run(main())
+            except KeyboardInterrupt:
+                where = f"its folder is kept: {workdir}" if keep else "its folder is removed"
+                raise UserInterruptError(
+                    f"the demo stopped; its throw-away server is stopped and {where}."
+                ) from None
         ids = ", ".join(str(d.id) for d in result.devices)
         out.result(
             "demo_done",
@@ -83,8 +90,12 @@ def demo(settings: Settings, keep: bool) -> None:
             link_seconds=round(result.link_seconds, 3),
         )
     finally:
-        if keep:
-            out.info(f"Kept {workdir}")
+        if keep:  # also after a failure, and in --json (the `demo_kept` event)
+            out.progress(
+                "demo_kept",
+                f"Kept the demo's folder (server log, data folders, QR image): {workdir}",
+                path=str(workdir),
+            )
         else:
             import shutil
 

@@ -52,11 +52,26 @@ def remove(settings: Settings, device_id: int) -> None:
     import asyncio
 
     from textsecure_provision.cli.output import Output
+    from textsecure_provision.errors import UserInterruptError
     from textsecure_provision.flows.devices import remove_device
 
     out = Output.from_settings(settings)
-    out.confirm(f"Unlink device {device_id}?", refusal="you did not confirm the removal")
-    record = asyncio.run(remove_device(flow_config(settings), device_id))
+    from textsecure_provision.errors import RefusedError
+
+    try:
+        out.confirm(
+            f"Unlink device {device_id}?",
+            refusal="you did not confirm the removal",
+            interrupted="nothing was removed.",
+        )
+    except RefusedError as exc:  # not the linking hint ("Nothing was linked...")
+        raise exc.with_hint("Nothing was removed.") from None
+    try:
+        record = asyncio.run(remove_device(flow_config(settings), device_id))
+    except KeyboardInterrupt:
+        raise UserInterruptError(
+            f"device {device_id} may have been removed; `provision devices` shows whether it was."
+        ) from None
     out.result(
         "device_removed",
         f"Device {device_id} was unlinked from {record.number}.",

@@ -8,14 +8,17 @@ imported when it is run (or when its ``--help`` is asked for), so that
 from __future__ import annotations
 
 import importlib
-import sys
 from typing import Any
 
 import click
 
 from textsecure_provision import __version__
 from textsecure_provision.cli.context import Settings
-from textsecure_provision.errors import EXIT_CODES, ProvisionError
+from textsecure_provision.cli.options import setup_logging, split_servers
+from textsecure_provision.errors import EXIT_CODES, ProvisionError, UserInterruptError
+
+# Ctrl-C where no command said more (the linking commands do: cli/ui.py, flows' ``state``).
+INTERRUPTED = "the command stopped before finishing."
 
 # name -> "module:attribute"; the module is imported only when the command runs.
 COMMANDS: dict[str, str] = {
@@ -29,6 +32,7 @@ COMMANDS: dict[str, str] = {
     "whoami": "textsecure_provision.cli.whoami:whoami",
     "demo": "textsecure_provision.cli.demo:demo",
     "receive": "textsecure_provision.cli.receive:receive",
+    "reset": "textsecure_provision.cli.reset:reset",
     "send-control": "textsecure_provision.cli.send_control:send_control",
 }
 
@@ -44,6 +48,7 @@ SHORT_HELP: dict[str, str] = {
     "whoami": "Show this device's account, device id, server and identity key.",
     "demo": "Run a whole link on loopback with a throw-away server.",
     "receive": "Fetch, decrypt and acknowledge messages from the account's devices.",
+    "reset": "Unlink this device if it still can, and delete its data folder.",
     "send-control": "Send a DeviceControl message to the account's other devices.",
 }
 
@@ -79,18 +84,18 @@ class ProvisionGroup(LazyGroup):
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
-            return super().invoke(ctx)
+            try:
+                return super().invoke(ctx)
+            except (KeyboardInterrupt, click.Abort):  # Abort: click's prompts on Ctrl-C/Ctrl-D
+                raise UserInterruptError(INTERRUPTED) from None
         except ProvisionError as exc:
             settings = ctx.find_object(Settings) or Settings()
             from textsecure_provision.cli.output import Output
 
             Output.from_settings(settings).error(exc)
             ctx.exit(exc.exit_code)
-        except (click.exceptions.Exit, click.ClickException, click.Abort):
+        except (click.exceptions.Exit, click.ClickException):
             raise
-        except KeyboardInterrupt:
-            click.echo("Interrupted; nothing was linked.", err=True)
-            ctx.exit(130)
         except Exception as exc:
             settings = ctx.find_object(Settings) or Settings()
             if settings.verbose:
@@ -116,15 +121,28 @@ class ProvisionGroup(LazyGroup):
     type=click.Path(file_okay=False),
     help="Where this device keeps its keys [env PROVISION_HOME; default: the user data folder].",
 )
-@click.option("--server", "server_url", envvar="PROVISION_SERVER", help="Server base URL.")
+@click.option(
+    "--server",
+    "server_url",
+    metavar="URL",
+    envvar="PROVISION_SERVER",
+    help="Server base URL, for register and secondary [env PROVISION_SERVER].",
+)
 @click.option(
     "--trusted-server",
     "trusted_servers",
+    metavar="URL",
     multiple=True,
     envvar="PROVISION_TRUSTED_SERVERS",
-    help="A server this device trusts (repeatable; default: the account's own server).",
+    help="A server this device trusts (repeatable; default: the account's own server) "
+    "[env PROVISION_TRUSTED_SERVERS].",
 )
-@click.option("--ca-file", type=click.Path(dir_okay=False), help="Trust this CA (PEM) for TLS.")
+@click.option(
+    "--ca-file",
+    type=click.Path(dir_okay=False),
+    envvar="PROVISION_CA_FILE",
+    help="Trust this CA (PEM) for TLS [env PROVISION_CA_FILE].",
+)
 @click.option(
     "--json",
     "json_mode",
@@ -160,28 +178,13 @@ def cli(
     ctx.obj = Settings(
         data_dir=data_dir,
         server_url=server_url,
-        trusted_servers=_split_servers(trusted_servers),
+        trusted_servers=split_servers(trusted_servers),
         ca_file=ca_file,
         json_mode=json_mode,
         assume_yes=assume_yes,
         verbose=verbose,
     )
-    if verbose:
-        import logging
-
-        logging.basicConfig(
-            level=logging.DEBUG if verbose > 1 else logging.INFO,
-            stream=sys.stderr,
-            format="%(levelname)s %(name)s: %(message)s",
-        )
-
-
-def _split_servers(values: tuple[str, ...]) -> tuple[str, ...]:
-    # PROVISION_TRUSTED_SERVERS may hold several URLs separated by spaces or commas.
-    out: list[str] = []
-    for value in values:
-        out.extend(v for v in value.replace(",", " ").split() if v)
-    return tuple(out)
+    setup_logging(verbose)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -13,17 +13,21 @@ forge a line. Only ``stderr`` (QR drawings, which are ours) is written as is.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import click
 
 from textsecure_provision.cli.context import Settings
-from textsecure_provision.errors import ProvisionError, RefusedError
+from textsecure_provision.errors import ProvisionError, RefusedError, UserInterruptError
 
 # C0 controls but newline, DEL, C1 controls, and the Unicode controls that reorder or
 # hide text (bidi embeddings/overrides/isolates, line and paragraph separators).
@@ -96,20 +100,35 @@ class Output:
     # -- errors and prompts ---------------------------------------------------------------
     def error(self, exc: ProvisionError) -> None:
         if self.json_mode:
+            extra: dict[str, Any] = {}
+            retry_after = getattr(exc, "retry_after", None)
+            if isinstance(retry_after, int):
+                extra["retry_after"] = retry_after  # seconds, as the server's Retry-After said
             self.emit(
                 "error",
                 exit_code=exc.exit_code,
                 error=type(exc).__name__,
                 message=exc.message,
                 hint=exc.hint,
+                **extra,
             )
+            return
+        if isinstance(exc, UserInterruptError):  # one line: what state things are in
+            message = terminal_safe(exc.message)
+            click.echo(f"{self.style('Interrupted:', fg='yellow')} {message}", err=True)
             return
         message = terminal_safe(exc.message)
         click.echo(f"{self.style('Error:', fg='red', bold=True)} {message}", err=True)
         if exc.hint:
             click.echo(f"{self.style('Next:', fg='yellow')} {terminal_safe(exc.hint)}", err=True)
 
-    def confirm(self, question: str, *, refusal: str = "you did not confirm") -> None:
+    def confirm(
+        self,
+        question: str,
+        *,
+        refusal: str = "you did not confirm",
+        interrupted: str = "nothing was changed.",
+    ) -> None:
         """Ask a yes/no question on stderr; raise ``RefusedError`` on no.
 
         With --yes the answer is yes. Without a terminal to ask on, the answer is
@@ -122,5 +141,73 @@ class Output:
                 f"{refusal}: no terminal to ask on",
                 hint="Run it in a terminal, or pass --yes if you have checked what it will do.",
             )
-        if not click.confirm(terminal_safe(question), default=False, err=True):
+        with interruptible(interrupted):
+            while True:
+                answer = prompt_line(f"{terminal_safe(question)} [y/N]: ").strip().lower()
+                if answer in ("y", "yes", "n", "no", ""):
+                    break
+                click.echo("Error: invalid input", err=True)
+        if answer not in ("y", "yes"):
             raise RefusedError(refusal)
+
+
+def prompt_line(text: str) -> str:
+    """Show ``text`` on stderr and read one line from the terminal on stdin.
+
+    Not ``input()``: a Ctrl-C that arrives just as the prompt appears, before the read
+    has begun, would be noted and then wait until Enter (the signal cannot interrupt a
+    read that starts after it). Here the wait is a ``select`` that also watches the
+    signal wake-up pipe, so Ctrl-C ends the wait whenever it comes; its handler then
+    raises ``KeyboardInterrupt``. End of input raises ``EOFError``.
+    """
+    import select
+
+    click.echo(text, nl=False, err=True)
+    fd = sys.stdin.fileno()
+    if threading.current_thread() is not threading.main_thread():
+        line = sys.stdin.readline()  # no signals here; nothing better to wait on
+    else:
+        wake_r, wake_w = os.pipe()
+        os.set_blocking(wake_r, False)
+        os.set_blocking(wake_w, False)
+        previous = signal.set_wakeup_fd(wake_w)
+        try:
+            while True:
+                ready, _, _ = select.select([fd, wake_r], [], [])
+                if wake_r in ready:  # a signal came: its handler has run (Ctrl-C raised)
+                    with contextlib.suppress(BlockingIOError):
+                        os.read(wake_r, 512)
+                if fd in ready:
+                    line = sys.stdin.readline()
+                    break
+        finally:
+            signal.set_wakeup_fd(previous)
+            os.close(wake_r)
+            os.close(wake_w)
+    if not line:
+        raise EOFError
+    return line.rstrip("\r\n")
+
+
+@contextlib.contextmanager
+def interruptible(note: str) -> Iterator[None]:
+    """Ctrl-C (or Ctrl-D) at a prompt ends the command at once: ``UserInterruptError(note)``.
+
+    Inside ``asyncio.run`` the first Ctrl-C only cancels the main task, which a blocking
+    prompt never notices (the person saw ``^C`` and nothing happened); so for the prompt's
+    duration Ctrl-C raises ``KeyboardInterrupt`` again, as in any plain program.
+    """
+    restore = None
+    if threading.current_thread() is threading.main_thread():
+        restore = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    except (KeyboardInterrupt, EOFError):  # Ctrl-C, or Ctrl-D (end of input) at a prompt
+        click.echo("", err=True)  # end the prompt's line
+        raise UserInterruptError(note) from None
+    except click.Abort as exc:  # click's own catch of both, should a click prompt be used
+        click.echo("", err=True)
+        raise UserInterruptError(note) from exc
+    finally:
+        if restore is not None:
+            signal.signal(signal.SIGINT, restore)

@@ -12,6 +12,11 @@ from textsecure_provision.cli.options import flow_config, local_globals
 if TYPE_CHECKING:
     from textsecure_provision.flows.receive import ReceiveSummary
 
+INTERRUPTED = (
+    "the messages handled so far are stored; the others stay on the server for the next "
+    "`provision receive`."
+)
+
 
 @click.command()
 @click.option(
@@ -33,8 +38,6 @@ def receive(settings: Settings, wait_s: float) -> None:
     fails to decrypt is reported and dropped too (exit 8 at the end, since the
     sender's session may need rebuilding).
     """
-    import asyncio
-
     from textsecure_provision.cli.output import Output
     from textsecure_provision.cli.ui import CliUi
     from textsecure_provision.errors import SessionError
@@ -51,10 +54,7 @@ def receive(settings: Settings, wait_s: float) -> None:
         async with api_for(record, config) as api:
             return await receive_messages(record, api, ui, store=store, wait_s=wait_s)
 
-    try:
-        summary = asyncio.run(main())
-    finally:
-        ui.close()
+    summary = ui.run(main(), interrupted=INTERRUPTED)
     handled = summary.count(MESSAGE)
     others = len(summary.outcomes) - handled
     skipped = f", {others} skipped or dropped" if others else ""

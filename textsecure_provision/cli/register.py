@@ -24,14 +24,20 @@ def register(settings: Settings, number: str, code: str | None, name: str | None
     100 one-time prekeys and a last-resort key. Without --code, asks the
     server to deliver a code and prompts for it.
     """
-    import asyncio
+    import sys
 
     from textsecure_provision.cli.output import Output
     from textsecure_provision.cli.ui import CliUi
-    from textsecure_provision.flows.register import register_account
+    from textsecure_provision.errors import InvalidInputError
+    from textsecure_provision.flows.register import NOTHING_REGISTERED, register_account
 
+    if code is None and not sys.stdin.isatty():
+        # Fail before asking the server: a request costs an SMS and a rate-limit token.
+        raise InvalidInputError(
+            "no --code, and no terminal to ask for the registration code on",
+            hint="Pass --code CODE (a self-hosted relay writes codes to its log), or run "
+            "`provision register` in a terminal; nothing was requested.",
+        )
     ui = CliUi(Output.from_settings(settings))
-    try:
-        asyncio.run(register_account(flow_config(settings), ui, number, code=code, name=name))
-    finally:
-        ui.close()
+    flow = register_account(flow_config(settings), ui, number, code=code, name=name)
+    ui.run(flow, interrupted=NOTHING_REGISTERED)

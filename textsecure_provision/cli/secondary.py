@@ -29,7 +29,7 @@ def secondary() -> None:
     "--qr-out",
     type=click.Path(dir_okay=False),
     metavar="FILE.png|FILE.svg",
-    help="Also write the QR code to this image (rewritten when renewed).",
+    help="Also write the QR code to this image (rewritten when renewed, removed at the end).",
 )
 @click.option("--print-link", is_flag=True, help="Print the bare link on stdout (not with --json).")
 @click.option("--ascii", "ascii_qr", is_flag=True, help="Draw the QR code with ASCII only.")
@@ -72,18 +72,20 @@ def listen(
 ) -> None:
     """Open a channel on --server, show its QR code, and link when the master sends.
 
-    Shows the account's number and a confirmation code, and asks you to
-    confirm the number (--expect-number confirms it without a prompt; --yes
-    accepts whatever number arrives, printing it). Then registers, uploads
-    keys and stores this device. Nothing is stored if any step fails. Last,
-    it tells the account's other devices (NEW_DEVICE_REGISTERED): the
-    master's acknowledgement that the link is complete.
+    When the link arrives, asks you to type the confirmation code the other
+    device shows (a mismatch stops it: exit 4, nothing registered), then to
+    confirm the account's number. --expect-number confirms the number without
+    a prompt and asks no code (for scripts); --yes accepts whatever number
+    arrives, printing it. Then registers, uploads keys and stores this
+    device. Nothing is stored if any step fails. Last, it tells the
+    account's other devices (NEW_DEVICE_REGISTERED): the master's
+    acknowledgement that the link is complete.
     """
-    import asyncio
+    import sys
 
     from textsecure_provision.cli.output import Output
     from textsecure_provision.cli.ui import CliUi
-    from textsecure_provision.flows.secondary import ListenOptions, listen_secondary
+    from textsecure_provision.flows.secondary import NOTHING_LINKED, ListenOptions, listen_secondary
     from textsecure_provision.flows.sessions import linked_hook
 
     if qr_out:
@@ -91,13 +93,20 @@ def listen(
 
         image_format_for(qr_out)  # a bad suffix is a usage error before anything is opened
     ui = CliUi(
-        Output.from_settings(settings), qr_out=qr_out, print_link=print_link, ascii_qr=ascii_qr
+        Output.from_settings(settings),
+        qr_out=qr_out,
+        print_link=print_link,
+        ascii_qr=ascii_qr,
+        remove_qr_out=True,
     )
+    # A person at a terminal types the code; scripts use --expect-number (or --yes).
+    ask_code = not (settings.json_mode or settings.assume_yes or expect_number)
     options = ListenOptions(
         timeout_s=timeout,
         expect_number=expect_number,
         no_verify=no_verify,
         name=name,
+        ask_code=ask_code and sys.stdin.isatty(),
         short_code=not no_code,
         code_words=code_words,
     )
@@ -106,7 +115,5 @@ def listen(
     # nobody has scanned yet, rather than between the DeviceInit and the registration (B2).
     import httpcore  # noqa: F401
 
-    try:
-        asyncio.run(listen_secondary(config, ui, options, on_linked=linked_hook(config.store())))
-    finally:
-        ui.close()
+    flow = listen_secondary(config, ui, options, on_linked=linked_hook(config.store()))
+    ui.run(flow, interrupted=NOTHING_LINKED)

@@ -57,6 +57,7 @@ def _send(settings: Settings, build: Build, *, fresh: bool = False) -> None:
     import asyncio
 
     from textsecure_provision.cli.output import Output
+    from textsecure_provision.errors import UserInterruptError
     from textsecure_provision.flows.devices import api_for
     from textsecure_provision.flows.sessions import SendReport, send_control
 
@@ -70,7 +71,13 @@ def _send(settings: Settings, build: Build, *, fresh: bool = False) -> None:
         async with api_for(record, config) as api:
             return await send_control(record, api, control, store=store, fresh_sessions=fresh)
 
-    report = asyncio.run(main())
+    try:
+        report = asyncio.run(main())
+    except KeyboardInterrupt:
+        raise UserInterruptError(
+            "the message may or may not have reached the server; running the command again "
+            "sends it once more."
+        ) from None
     for device_id in report.gone:
         out.progress(
             "device_gone",

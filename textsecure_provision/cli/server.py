@@ -36,7 +36,15 @@ _RATE_LIMIT_HELP = (
     show_default=False,
     help="Database URL: sqlite:///relative.db, sqlite:////absolute.db, a file path, or "
     "postgresql://user@host:5432/db[?schema=NAME&pool_size=N] for several nodes "
-    "[default: a SQLite file in the user data folder].",
+    "[default: relay.sqlite3 in --data-dir if given, else in the user data folder].",
+)
+@click.option(
+    "--data-dir",
+    "local_data_dir",
+    type=click.Path(file_okay=False),
+    allow_from_autoenv=False,
+    help="Same as the global --data-dir: the folder of the default SQLite database (a folder "
+    "of its own, not a device's).",
 )
 @click.option(
     "--redis",
@@ -196,12 +204,15 @@ def server(
     forwarded_allow_ips: str | None,
     access_log: bool,
     log_level: str,
+    local_data_dir: str | None,
 ) -> None:
     """Run the relay server: accounts, devices, keys, messages and temp channels (§4).
 
     With no option it listens on http://127.0.0.1:8080 and keeps its data in a
-    SQLite file in the user data folder. Stop it with Ctrl-C.
+    SQLite file in the user data folder (in --data-dir when given). Stop it
+    with Ctrl-C.
     """
+    from textsecure_provision.cli.context import Settings
     from textsecure_provision.server.config import (
         RateLimits,
         ServerConfig,
@@ -210,6 +221,11 @@ def server(
         parse_lockout,
         parse_rate_limit,
     )
+
+    settings = click.get_current_context().find_object(Settings) or Settings()
+    data_dir = local_data_dir or settings.data_dir
+    if not db_url and data_dir:
+        db_url = _db_in(data_dir)
 
     if registration_codes == "log" and test_registration_code is not None:
         raise click.UsageError("--registration-codes log and --test-registration-code conflict")
@@ -259,6 +275,19 @@ def server(
     except InvalidInputError as exc:
         raise click.UsageError(exc.message) from None
     _run(config, port_file, no_rate_limits)
+
+
+def _db_in(data_dir: str) -> str:
+    from pathlib import Path
+
+    from textsecure_provision.server.config import default_db_path
+
+    try:
+        return str(default_db_path(Path(data_dir)))
+    except OSError as exc:
+        raise click.UsageError(
+            f"cannot use --data-dir {data_dir} for the database: {exc.strerror or exc}"
+        ) from None
 
 
 def _split(values: tuple[str, ...]) -> list[str]:

@@ -21,10 +21,9 @@ MAX_CODE_INPUT = 200
 
 
 def run_code_link(settings: Settings, code: str, ack_timeout: float) -> None:
-    import asyncio
-
     from textsecure_provision.cli.output import Output
     from textsecure_provision.cli.ui import CliUi
+    from textsecure_provision.flows.master import NOTHING_SENT
     from textsecure_provision.flows.shortcode import link_master_by_code
 
     if not code.strip():
@@ -36,10 +35,7 @@ def run_code_link(settings: Settings, code: str, ack_timeout: float) -> None:
         from textsecure_provision.flows.acknowledge import ack_hook
 
         on_sent = ack_hook(config.store(), timeout_s=ack_timeout)
-    try:
-        asyncio.run(link_master_by_code(config, ui, code, on_sent=on_sent))
-    finally:
-        ui.close()
+    ui.run(link_master_by_code(config, ui, code, on_sent=on_sent), interrupted=NOTHING_SENT)
 
 
 def ask_code() -> str:
@@ -47,7 +43,10 @@ def ask_code() -> str:
         raise click.UsageError(
             "--code needs the code (e.g. --code 7-revenge-tiger) without a terminal"
         )
-    with _word_completion():
+    from textsecure_provision.cli.output import interruptible
+    from textsecure_provision.flows.master import NOTHING_SENT
+
+    with _word_completion(), interruptible(NOTHING_SENT):  # Ctrl-C: exit 130, one line
         text = click.prompt(PROMPT, err=True)
     return str(text)[:MAX_CODE_INPUT]
 

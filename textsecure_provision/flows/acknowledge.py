@@ -134,6 +134,7 @@ def ack_hook(
             timeout_s=timeout_s,
             rng=rng,
         )
+        ui.state(f"device {device_id} is linked to {record.number} and confirmed it.")
         ui.result(
             "acknowledged",
             f"Device {device_id} confirmed the link: it is now a device of {record.number}.",

@@ -2,7 +2,8 @@
 
 Order matters and is the contract's: everything local comes before the first
 request, so nothing reaches the server for a link we will refuse. Parse the
-link (its key must be a usable point), load the account, check the link's
+link (its key must be a usable point), load the account (its folder must be
+writable: the acknowledgement stores a session there), check the link's
 ``channel_server`` against the trusted list, show what is about to happen and
 get a yes; only then ask the server for a provisioning code, seal the
 DeviceInit to the secondary's key, and PUT it on the channel. Nothing is
@@ -27,6 +28,17 @@ from textsecure_provision.store import DeviceRecord
 from textsecure_provision.transport.api import ApiClient
 
 MASTER_SUPPORTS_SMS = False  # this client never sends SMS; the flag is carried for the design (§6)
+
+# What is true if the command stops at each point (``Ui.state``; shown on Ctrl-C).
+NOTHING_SENT = "nothing was sent and nothing was linked."
+MAY_HAVE_SENT = (
+    "the link may have reached the new device, which may still complete it. In a minute, "
+    "`provision devices` shows whether it did."
+)
+SENT = (
+    "the link was sent; the new device may still complete it. `provision devices` shows "
+    "whether it did, and `provision receive --wait 30` takes its confirmation."
+)
 
 
 @dataclass(frozen=True)
@@ -54,8 +66,11 @@ async def link_master(
     rng: Rng = secrets.token_bytes,
     on_sent: SentHook | None = None,
 ) -> MasterLinkResult:
+    ui.state(NOTHING_SENT)
     link = parse_link(link_text)  # also refuses a low-order key
-    record = config.store().require_record()
+    store = config.store()
+    record = store.require_record()
+    store.require_writable()  # the acknowledgement stores a session here: fail before sending
     trusted = (record.server, *record.trusted_servers, *config.trusted_servers)
     channel_server = check_trusted(link.channel_server, trusted)
     ui.event(
@@ -82,6 +97,7 @@ async def link_master(
             provisioning_code=int(code),
         )
         sealed = seal_device_init(payload, link.public_key, rng)
+        ui.state(MAY_HAVE_SENT)
         if channel_server == record.server:
             await api.send_to_channel(link.channel_uuid, sealed.device_init)
         else:
@@ -90,6 +106,7 @@ async def link_master(
                 channel_server, credentials(record), ca_file=config.ca_file
             ) as channel_api:
                 await channel_api.send_to_channel(link.channel_uuid, sealed.device_init)
+        ui.state(SENT)
         result = MasterLinkResult(
             record.number, link.channel_uuid, channel_server, sealed.confirmation, known
         )

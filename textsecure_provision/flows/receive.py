@@ -44,6 +44,7 @@ from textsecure_provision.errors import (
     InvalidInputError,
     MessageFormatError,
     NotFoundError,
+    RemoteProtocolError,
     SessionError,
 )
 from textsecure_provision.flows.ui import Ui
@@ -205,7 +206,7 @@ class Receiver:
     async def handle(self, doc: dict[str, Any]) -> Outcome:
         guid = doc.get("guid")
         if not isinstance(guid, str) or not guid:
-            raise MessageFormatError("the server sent a message without a guid")
+            raise RemoteProtocolError("the server sent a message without a guid")
         try:
             incoming = parse_incoming(doc)
         except InvalidInputError as exc:

@@ -16,6 +16,11 @@ from textsecure_provision.store import DeviceRecord
 from textsecure_provision.transport.api import ApiClient, Credentials
 
 _CODE = re.compile(r"[0-9A-Za-z]{1,32}")
+NOTHING_REGISTERED = "nothing was registered and nothing was stored."
+MAY_BE_REGISTERED = (
+    "the server may have created the account, but nothing was stored here: run "
+    "`provision register` again to start over."
+)
 
 
 def parse_registration_code(text: str) -> str:
@@ -40,9 +45,11 @@ async def register_account(
     The record is committed last, after the account and its keys are on the
     server, so a failure leaves the data folder as it was (§8).
     """
+    ui.state(NOTHING_REGISTERED)
     number = parse_phone_number(number)
     store = config.store()
     store.require_no_record()
+    store.require_writable()  # before a code is requested: that costs an SMS on a real server
     server = config.require_server()
     password = new_password(rng)
     registration_id = new_registration_id(rng)
@@ -55,8 +62,10 @@ async def register_account(
                 number=number,
             )
             code = ui.ask("Registration code")
+        code = parse_registration_code(code)
+        ui.state(MAY_BE_REGISTERED)
         device_id = await api.register_account(
-            parse_registration_code(code), registration_id=registration_id, name=name
+            code, registration_id=registration_id, name=name
         )
         api.credentials = Credentials(number, password, device_id)
         identity = KeyPair.generate(rng)
@@ -77,6 +86,7 @@ async def register_account(
         created_ms=now_ms(),
     )
     store.commit_record(record)
+    ui.state(f"the account {number} is registered and stored in {store.path}.")
     ui.result(
         "account_registered",
         f"Registered {number} on {server}; this is device {device_id}.",

@@ -55,12 +55,37 @@ authenticated as the new device: where it announces itself to the account's othe
 (§1 step 7, ``flows/sessions.linked_hook``). Without it the flow ends at step 6."""
 
 
+# What is true if the command stops at each point (``Ui.state``; shown on Ctrl-C).
+NOTHING_LINKED = "nothing was linked and nothing was stored."
+RECEIVED_UNUSED = (
+    "the link was received but not used: nothing was linked or stored here. "
+    "The other device's wait will time out; restart both sides to link."
+)
+MAY_BE_REGISTERED = (
+    "the server may have registered this device, but nothing was stored here. On the "
+    "account's device, `provision devices` lists it and `provision devices remove ID` "
+    "removes it; then link again."
+)
+LINKED_NOT_ANNOUNCED = (
+    "this device is linked and stored, but the account's other devices may not have been "
+    "told: run `provision send-control new-device-registered`."
+)
+PENDING_KEPT = "the received link is kept: finish it with `provision verify` within 10 minutes."
+CODE_QUESTION = "Confirmation code shown on the other device"
+MAX_CODE_ATTEMPTS = 3  # only for answers that are not six digits; a wrong code ends it at once
+
+
 @dataclass(frozen=True)
 class ListenOptions:
     timeout_s: float = DEFAULT_TIMEOUT_S
     expect_number: str | None = None
     no_verify: bool = False
     name: str | None = None
+    ask_code: bool = False
+    """Have the person type the confirmation code the master shows (a person at a terminal,
+    no ``--expect-number``): someone who raced the real master with a photo of the QR
+    code then fails here, because the code they caused is not the one on the user's
+    own device."""
     short_code: bool = True  # also offer a code for `provision master --code` (flows/shortcode.py)
     code_words: int = DEFAULT_WORDS
 
@@ -87,13 +112,17 @@ async def listen_secondary(
     store.require_no_record()
     server = config.require_server()
     trusted = (server, *config.trusted_servers)
+    store.require_writable()  # before the channel: a link must not die at the commit
+    ui.state(NOTHING_LINKED)
     words = options.code_words if options.short_code else 0  # 0: no short codes
     async with CodeOffers(config, server, words=words, rng=rng) as codes:
         link_state, device_init = await _receive_device_init(
             config, ui, server, trusted, options, rng, codes
         )
     opened = _open(link_state, device_init)
-    _announce(ui, opened)
+    ui.state(RECEIVED_UNUSED)
+    ask_code = options.ask_code and expect is None
+    _announce(ui, opened, typed=ask_code)  # also with --no-verify: `verify` asks for it
     if options.no_verify:
         if expect is not None:
             link_state.confirm_number(expect)  # a wrong number is refused now, not saved
@@ -108,6 +137,7 @@ async def listen_secondary(
             name=options.name,
         )
         store.commit_pending(pending)
+        ui.state(PENDING_KEPT)
         ui.result(
             "pending_saved",
             "Received; not linked yet. Finish within 10 minutes with `provision verify`.",
@@ -116,10 +146,42 @@ async def listen_secondary(
             expires_in=int(PENDING_TTL_S),
         )
         return PendingSaved(opened.payload.phone_number, opened.confirmation, pending.expires_ms)
+    if ask_code:
+        ask_confirmation_code(ui, link_state, opened)
     _confirm_number(ui, link_state, opened, expect)
     return await complete_link(
         config, ui, link_state, name=options.name, rng=rng, on_linked=on_linked
     )
+
+
+def ask_confirmation_code(ui: Ui, link_state: SecondaryLink, opened: OpenedInit) -> None:
+    """The person types the code the other device shows; a mismatch ends the link (exit 4)."""
+    for attempt in range(1, MAX_CODE_ATTEMPTS + 1):
+        answer = ui.ask(CODE_QUESTION)
+        try:
+            typed = parse_confirmation_code(answer)
+        except InvalidInputError:
+            if attempt == MAX_CODE_ATTEMPTS:
+                link_state.fail()
+                raise
+            ui.event(
+                "code_malformed",
+                "The confirmation code is six digits, e.g. 123 456; try again.",
+            )
+            continue
+        require_same_code(link_state, typed, opened.confirmation)
+        return
+
+
+def require_same_code(link_state: SecondaryLink, given: str, shown: str) -> None:
+    """Compare in constant time; on a mismatch nothing goes on (§5)."""
+    if not hmac.compare_digest(given.encode(), parse_confirmation_code(shown).encode()):
+        link_state.fail()
+        raise ConfirmationMismatchError(
+            "the confirmation code does not match the one of the link this device received",
+            hint="Do not link this device: the link may come from someone else's device. "
+            "Nothing was registered. Restart both sides and scan again.",
+        )
 
 
 async def _receive_device_init(
@@ -175,12 +237,19 @@ def _open(link_state: SecondaryLink, device_init: bytes) -> OpenedInit:
         raise BadMessageError(f"the received DeviceInit is malformed ({exc.message})") from exc
 
 
-def _announce(ui: Ui, opened: OpenedInit) -> None:
+def _announce(ui: Ui, opened: OpenedInit, *, typed: bool = False) -> None:
+    # When the person is to type the code, this screen must not show it: they would copy it
+    # from here instead of reading it on the other device, and the check would prove nothing.
+    # (The event's field still carries it, for --json, where nobody types.)
+    shown = (
+        "\nType the confirmation code that the other device shows."
+        if typed
+        else f"\nConfirmation code: {opened.confirmation} (the other device shows the same code)"
+    )
     ui.event(
         "device_init_received",
         f"Received a link for account {opened.payload.phone_number} "
-        f"via {opened.payload.server}.\nConfirmation code: {opened.confirmation} "
-        "(the other device shows the same code)",
+        f"via {opened.payload.server}.{shown}",
         number=opened.payload.phone_number,
         server=opened.payload.server,
         confirmation_code=opened.confirmation,
@@ -218,6 +287,7 @@ async def complete_link(
     registration_id = new_registration_id(rng)
     creds = Credentials(payload.phone_number, password)
     async with ApiClient(payload.server, creds, ca_file=config.ca_file) as api:
+        ui.state(MAY_BE_REGISTERED)
         try:
             device_id = await api.register_device(
                 str(payload.provisioning_code), registration_id=registration_id, name=name
@@ -251,6 +321,7 @@ async def complete_link(
             await _unlink_quietly(api, device_id)
             raise
         link_state.committed()
+        ui.state(LINKED_NOT_ANNOUNCED)
         ui.result(
             "registered",
             f"Linked: this is device {device_id} of {payload.phone_number}.",
@@ -290,11 +361,13 @@ async def verify_pending(
     rng: Rng = secrets.token_bytes,
     on_linked: LinkedHook | None = None,
     now_ms: int | None = None,
+    ask_code: bool = False,
 ) -> DeviceRecord:
     """Finish a link saved by ``listen --no-verify``: re-open, compare, confirm, complete."""
     expect = parse_phone_number(number) if number else None
     given_code = parse_confirmation_code(code) if code is not None else None
     store = config.store()
+    ui.state(PENDING_KEPT)
     pending = store.load_pending()
     if pending is None:
         raise StoreError(
@@ -311,14 +384,12 @@ async def verify_pending(
     trusted = (*pending.trusted_servers, *config.trusted_servers)
     link_state = SecondaryLink(pending.ephemeral, trusted)
     opened = _open(link_state, pending.device_init)
-    _announce(ui, opened)
+    ask_code = ask_code and given_code is None and expect is None
+    _announce(ui, opened, typed=ask_code)
     if given_code is not None:
-        shown = parse_confirmation_code(opened.confirmation)
-        if not hmac.compare_digest(given_code.encode(), shown.encode()):
-            link_state.fail()
-            raise ConfirmationMismatchError(
-                "the confirmation code does not match the one of this link"
-            )
+        require_same_code(link_state, given_code, opened.confirmation)
+    elif ask_code:
+        ask_confirmation_code(ui, link_state, opened)
     _confirm_number(ui, link_state, opened, expect)
     return await complete_link(
         config, ui, link_state, name=pending.name, rng=rng, on_linked=on_linked

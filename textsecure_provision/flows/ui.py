@@ -43,6 +43,13 @@ class Ui(Protocol):
     def ask(self, question: str) -> str:
         """Ask for a line of text (e.g. the registration code)."""
 
+    def state(self, note: str) -> None:
+        """What is true if the command stops now (Ctrl-C): shown as the one line it ends with.
+
+        Flows call it before each step that changes the answer, e.g. before a request
+        whose effect on the server cannot be taken back.
+        """
+
     def countdown(self, message: str, seconds: float) -> None:
         """Show ``seconds`` running down while waiting (a terminal draws it; others may not).
 
@@ -58,7 +65,7 @@ class RecordingUi:
     """A ``Ui`` for tests and embedding: logs every call, answers from a script."""
 
     answers: dict[str, Any] = field(default_factory=dict)
-    """``confirm`` → bool (default True), ``ask`` → str."""
+    """``confirm`` → bool (default True), ``ask`` → str, or a dict question → str."""
     calls: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
 
     def event(self, name: str, message: str, **fields: Any) -> None:
@@ -93,10 +100,18 @@ class RecordingUi:
     def ask(self, question: str) -> str:
         self.calls.append(("ask", question, {}))
         answer = self.answers.get("ask")
+        if isinstance(answer, dict):
+            answer = answer.get(question)
         if not isinstance(answer, str):
             raise InvalidInputError("no answer scripted")
         return answer
 
+    def state(self, note: str) -> None:
+        self.calls.append(("state", note, {}))
+
+    def states(self) -> list[str]:
+        """The notes given to ``state`` in order."""
+        return [name for kind, name, _ in self.calls if kind == "state"]
     def countdown(self, message: str, seconds: float) -> None:
         self.calls.append(("countdown", message, {"seconds": seconds}))
 

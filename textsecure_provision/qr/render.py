@@ -2,17 +2,28 @@
 
 Choices, and why:
 
-- **Error correction M.** The ~190-character link needs version 10 (57
-  modules a side) at M, version 8 (49) at L. Measured with ``qr.scan`` on
+- **Error correction M.** The ~180-character link needs version 9 (53
+  modules a side) at M, version 8 (49) at L (a long server name adds a
+  version). Measured with ``qr.scan`` on
   simulated phone photos of a screen (1000 px JPEG q60, rotated 10-20°,
   noise; 12 seeds each): L's larger modules survive more blur when the code is
   small in the frame (blur σ 3 px at 35 % of the frame: L 12/12, M 0/12), but
   M survives a glare spot half as wide again (radius 100 px on a 600 px code:
   M 12/12, L 0/12). Blur is fixed by moving the phone closer or letting it
   focus; a reflection on a glossy screen or a thumb over a corner is the
-  failure users cannot see, so M. It still fits 80 columns: 57 + 2 × 4 = 65.
-- **Quiet zone of 4 modules** (the standard's minimum) everywhere: scanners
-  find the code faster, and in a terminal it separates the code from text.
+  failure users cannot see, so M where it fits (in a terminal: 53 + 2 × 2 = 57
+  columns by 29 rows).
+- **Quiet zone of 4 modules** (the standard's minimum) in files: scanners
+  find the code faster. **In a terminal, 2 modules**, always drawn as light
+  blocks: what lies around them (the terminal's background, dark on the
+  usual theme and with colour) is as dark as the modules, so the drawn
+  margin is the whole light border a scanner sees; 2 modules is what the
+  Micro QR standard asks for and what zxing and phone scanners need (a test
+  decodes a screen capture). Every column saved lets it fit more terminals.
+- **In a terminal, the largest error correction that fits** (``fit_terminal``):
+  M when the window has room, L (version 8, 49 modules) when only that fits.
+  Neither fits 80x24 (L needs 53 columns by 27 rows): the CLI then says so and
+  shows the bare link, and redraws when the window grows.
 - **Terminal: light modules are drawn, dark modules are blank.** A terminal
   draws glyphs in its foreground colour on its background; on the usual dark
   theme, drawing the *light* modules (and the quiet zone) as blocks gives a
@@ -27,7 +38,7 @@ Choices, and why:
 - **Unicode half blocks** (``▀ ▄ █`` and space) put two module rows in one
   text row, so a module is about square in a 1:2 terminal cell. The ASCII
   fallback draws one module as two characters (``##`` or two spaces), one
-  module row per text row, so it is 130 columns wide: for logs, wide windows
+  module row per text row, so it is about 114 columns wide: for logs, wide windows
   and terminals without those glyphs; it is chosen explicitly or when the
   output stream cannot encode the block characters (``needs_ascii``).
 
@@ -52,6 +63,8 @@ ImageFormat = Literal["png", "svg"]
 
 ERROR_LEVEL: ErrorLevel = "M"
 QUIET_ZONE_MODULES = 4
+TERMINAL_QUIET_ZONE_MODULES = 2
+TERMINAL_LEVELS: tuple[ErrorLevel, ...] = ("M", "L")  # most robust first
 PNG_BOX_PX = 10  # pixels per module in a PNG: a 57-module code becomes 650 × 650 px
 
 UPPER_HALF, LOWER_HALF, FULL_BLOCK = "\u2580", "\u2584", "\u2588"  # ▀ ▄ █
@@ -124,7 +137,7 @@ def render_terminal(
     ascii_only: bool = False,
     colour: bool = False,
     invert: bool = False,
-    border: int = QUIET_ZONE_MODULES,
+    border: int = TERMINAL_QUIET_ZONE_MODULES,
     error_level: ErrorLevel = ERROR_LEVEL,
 ) -> str:
     """Draw ``text`` as a QR code for a terminal; lines end with ``\\n``.
@@ -143,6 +156,35 @@ def render_terminal(
     if colour:
         lines = [f"{_SGR_START}{line}{_SGR_RESET}" for line in lines]
     return "".join(line + "\n" for line in lines)
+
+
+def terminal_size_of(
+    text: str,
+    *,
+    ascii_only: bool = False,
+    error_level: ErrorLevel = ERROR_LEVEL,
+    border: int = TERMINAL_QUIET_ZONE_MODULES,
+) -> tuple[int, int]:
+    """(columns, rows) that ``render_terminal`` needs for ``text``."""
+    modules = len(qr_matrix(text, error_level=error_level)) + 2 * border
+    if ascii_only:
+        return 2 * modules, modules
+    return modules, (modules + 1) // 2
+
+
+def fit_terminal(
+    text: str, columns: int, rows: int, *, ascii_only: bool = False
+) -> tuple[ErrorLevel | None, tuple[int, int]]:
+    """The most robust error level whose drawing fits ``columns`` x ``rows``.
+
+    Returns ``(level, size)``, or ``(None, smallest size)`` when nothing fits.
+    """
+    size = (0, 0)
+    for level in TERMINAL_LEVELS:
+        size = terminal_size_of(text, ascii_only=ascii_only, error_level=level)
+        if size[0] <= columns and size[1] <= rows:
+            return level, size
+    return None, size
 
 
 def _ink_matrix(matrix: Matrix, invert: bool) -> Matrix:

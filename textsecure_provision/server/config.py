@@ -320,11 +320,14 @@ def is_postgres_url(url: str) -> bool:
     return url.startswith(("postgres://", "postgresql://"))
 
 
-def default_db_path() -> Path:
-    """``<user data dir>/textsecure-provision/server/relay.sqlite3`` (folder made 0700)."""
-    import platformdirs
+def default_db_path(folder: Path | None = None) -> Path:
+    """``relay.sqlite3`` in ``folder`` (``provision --data-dir X server``), by default in
+    ``<user data dir>/textsecure-provision/server/`` (the folder made 0700)."""
+    if folder is None:
+        import platformdirs
 
-    folder = Path(platformdirs.user_data_dir("textsecure-provision")) / "server"
+        folder = Path(platformdirs.user_data_dir("textsecure-provision")) / "server"
+    folder = folder.expanduser()
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     folder.chmod(0o700)
     return folder / "relay.sqlite3"

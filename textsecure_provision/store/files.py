@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import stat
 from pathlib import Path
 
+from textsecure_provision.atomic_write import TMP_PREFIX, fsync_dir
 from textsecure_provision.atomic_write import atomic_write as write_file_atomically
-from textsecure_provision.atomic_write import fsync_dir
 from textsecure_provision.errors import StoreError
 
 DIR_MODE = 0o700
@@ -55,6 +56,31 @@ def check_dir(path: Path) -> bool:
         else:
             check_file(child)
     return True
+
+
+def require_writable_dir(folder: Path, data_dir: Path) -> None:
+    """``folder`` (the data folder, or the parent it will be made in) must take new entries.
+
+    Probed by creating and removing an empty folder: permission bits do not tell (root
+    passes them; /proc and read-only mounts refuse all the same), and nothing is left.
+    """
+    if not folder.is_dir():
+        raise StoreError(
+            f"cannot create the data folder {data_dir}: {folder} is not a folder",
+            hint="Choose another --data-dir (or PROVISION_HOME); nothing was sent or changed.",
+        )
+    probe = folder / f"{TMP_PREFIX}probe-{os.getpid()}-{secrets.token_hex(4)}"
+    try:
+        probe.mkdir(mode=DIR_MODE)
+    except OSError as exc:
+        what = "write to" if folder == data_dir else f"create the data folder {data_dir} in"
+        raise StoreError(
+            f"cannot {what} {folder}: {exc.strerror or exc}",
+            hint="Choose a folder you may write to (--data-dir or PROVISION_HOME); "
+            "nothing was sent or changed.",
+        ) from exc
+    with contextlib.suppress(OSError):
+        probe.rmdir()
 
 
 def check_file(path: Path) -> None:

@@ -72,6 +72,21 @@ class DeviceStore:
         """Re-check the folder and its files (run on every command); True if it exists."""
         return files.check_dir(self.path)
 
+    def require_writable(self) -> None:
+        """Fail now, before anything is sent or received, if a commit could not write here.
+
+        Creates nothing (a failed command leaves no folder behind): an existing folder is
+        checked as usual and must be writable; a missing one needs its nearest existing
+        parent to be a writable folder, where ``locked`` will create it.
+        """
+        if self.check():
+            files.require_writable_dir(self.path, self.path)
+            return
+        parent = self.path.parent
+        while not parent.exists() and parent != parent.parent:
+            parent = parent.parent
+        files.require_writable_dir(parent, self.path)
+
     @contextmanager
     def locked(self) -> Iterator[None]:
         """Create the folder if needed, then hold its lock (reentrant for this store)."""
@@ -114,7 +129,8 @@ class DeviceStore:
             raise StoreError(
                 f"the data folder {self.path} already holds account {record.number} "
                 f"(device {record.device_id})",
-                hint="Use another --data-dir for a new device; nothing was changed.",
+                hint="Use another --data-dir for a new device, or `provision reset` to unlink "
+                "and delete this one; nothing was changed.",
             )
 
     def commit_record(self, record: DeviceRecord, *, replace: bool = False) -> None:

@@ -4,18 +4,22 @@ The server turns each ``ProvisionError`` into a status once; this module turns
 the status back into the same class, per endpoint, because a status means
 different things on different endpoints (a 404 on ``PUT /v1/messages/{uuid}``
 is a gone channel, on ``DELETE /v1/devices/{id}`` an unknown device). Network
-failures (connect, DNS, TLS, timeouts) are ``ServerUnreachableError``.
+failures (connect, DNS, TLS, timeouts) are ``ServerUnreachableError``, each
+described as what it is: a refused connection is not a read timeout, and a
+read timeout means the request may have been handled. A 401 to a device that
+has an id means the server no longer knows it (``DeviceUnlinkedError``).
 Messages never include a password, a code or a body.
 
 Request and answer bodies are the declarations of ``protocol/bodies.py``, the
 same ones the server decodes with: the client encodes requests with them and
 decodes every answer it reads with them (a malformed answer is
-``MessageFormatError``).
+``RemoteProtocolError``: the server's fault, exit 6, never "check the input").
 """
 
 from __future__ import annotations
 
 import logging
+import socket
 import ssl
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -30,6 +34,7 @@ from textsecure_provision.errors import (
     CodeRejectedError,
     ConflictError,
     DeviceLimitError,
+    DeviceUnlinkedError,
     ForbiddenError,
     IdentityKeyMismatchError,
     InvalidInputError,
@@ -39,6 +44,9 @@ from textsecure_provision.errors import (
     PhoneNumberError,
     ProvisionError,
     RateLimitedError,
+    RegistrationCodeRejectedError,
+    RemoteProtocolError,
+    ServerDegradedError,
     ServerRefusedError,
     ServerUnreachableError,
     StaleDevicesError,
@@ -93,7 +101,7 @@ DEFAULT_ERRORS: ErrorMap = {
     413: TooLargeError,
     429: RateLimitedError,
     502: ServerUnreachableError,
-    503: ServerUnreachableError,
+    503: ServerDegradedError,
     504: ServerUnreachableError,
 }
 
@@ -174,7 +182,7 @@ class ApiClient:
             what="registering the account",
             body=DeviceAttributes(registration_id, name=name or None),
             answer=DeviceIdAnswer,
-            errors={403: CodeRejectedError},
+            errors={403: RegistrationCodeRejectedError},
         )
         return answer.device_id
 
@@ -322,27 +330,38 @@ class ApiClient:
             kwargs["timeout"] = timeout
         try:
             response = await self._http.request(method, path, **kwargs)
-        except httpx.TimeoutException as exc:
-            raise ServerUnreachableError(
-                f"{what}: the server {self.base_url} did not answer in time"
-            ) from exc
         except httpx.InvalidURL as exc:
             raise InvalidInputError(f"the server URL {self.base_url} is not usable") from exc
         except httpx.TransportError as exc:
-            raise ServerUnreachableError(
-                f"{what}: {_describe_transport_error(exc, self.base_url)}"
-            ) from exc
+            raise transport_error(exc, what, self.base_url) from exc
         log.debug("%s %s -> %s", method, path.split("/")[1:3], response.status_code)
         if not response.is_success:
-            raise error_for_response(response, what, errors)
+            raise self._refusal(response, what, errors)
         if answer is None:
             return None  # type: ignore[return-value]  # the caller reads no answer
         try:
             return bodies.decode(response.content, answer)
         except MessageFormatError as exc:
-            raise MessageFormatError(
+            raise RemoteProtocolError(
                 f"{what}: the server's answer is malformed ({exc.message})"
             ) from None
+
+    def _refusal(
+        self, response: httpx.Response, what: str, errors: ErrorMap | None
+    ) -> ProvisionError:
+        error = error_for_response(response, what, errors)
+        creds = self.credentials
+        # Credentials with a device id come from a stored record (or a registration that just
+        # succeeded): a 401 then means the server dropped the device, not a typo.
+        if isinstance(error, AuthError) and creds is not None and creds.device_id is not None:
+            unlinked = DeviceUnlinkedError(
+                f"{what}: the server no longer accepts this device (device {creds.device_id} "
+                f"of {creds.number}; HTTP {response.status_code}): it was removed from the "
+                "account, or the account was registered again"
+            )
+            unlinked.__cause__ = error
+            return unlinked
+        return error
 
 
 def error_for_response(
@@ -367,6 +386,9 @@ def error_for_response(
     message = f"{what}: the server {verb} ({detail})"
     if issubclass(cls, RateLimitedError):
         return cls(message, retry_after=_retry_after(response))
+    if issubclass(cls, ServerDegradedError):
+        retry = _retry_after(response) if "Retry-After" in response.headers else None
+        return cls(message, retry_after=retry)
     if issubclass(cls, MismatchedDevicesError):
         missing, extra = _int_list(body, "missingDevices"), _int_list(body, "extraDevices")
         return cls(message, missing=missing, extra=extra)
@@ -375,16 +397,77 @@ def error_for_response(
     return cls(message)
 
 
-def _describe_transport_error(exc: httpx.TransportError, base_url: str) -> str:
+def transport_error(exc: httpx.TransportError, what: str, base_url: str) -> ProvisionError:
+    """What went wrong on the wire, named as it was: not every failure is "cannot connect"."""
+    tls = _tls_failure(exc, base_url)
+    if tls is not None:
+        return ServerUnreachableError(f"{what}: {tls}")
+    if isinstance(exc, httpx.ConnectTimeout):
+        return ServerUnreachableError(
+            f"{what}: no answer from {base_url} within {CONNECT_TIMEOUT_S:.0f} s while connecting"
+        )
+    if isinstance(exc, httpx.ConnectError):
+        return ServerUnreachableError(f"{what}: {_connect_failure(exc, base_url)}")
+    if isinstance(exc, httpx.ReadTimeout):
+        return ServerUnreachableError(
+            f"{what}: {base_url} took the request but did not answer in time",
+            hint=MAY_HAVE_HAPPENED_HINT,
+        )
+    if isinstance(exc, (httpx.WriteTimeout, httpx.PoolTimeout)):
+        return ServerUnreachableError(f"{what}: sending to {base_url} did not finish in time")
+    if isinstance(exc, httpx.RemoteProtocolError) and not _closed_early(exc):
+        return RemoteProtocolError(f"{what}: {base_url} did not answer in HTTP")
+    if isinstance(exc, (httpx.NetworkError, httpx.RemoteProtocolError)):
+        return ServerUnreachableError(
+            f"{what}: the connection to {base_url} broke before the answer came",
+            hint=MAY_HAVE_HAPPENED_HINT,
+        )
+    if isinstance(exc, httpx.ProxyError):
+        return ServerUnreachableError(f"{what}: the proxy refused the connection to {base_url}")
+    return ServerUnreachableError(f"{what}: talking to {base_url} failed ({type(exc).__name__})")
+
+
+MAY_HAVE_HAPPENED_HINT = (
+    "The server may have handled the request all the same. Try again in a moment; if it "
+    "keeps happening the server is overloaded or something between you and it drops answers."
+)
+
+
+def _closed_early(exc: httpx.RemoteProtocolError) -> bool:
+    # httpx reports a connection closed mid-answer as a protocol error too; that is a broken
+    # connection (the request may have been handled), not a server speaking nonsense.
+    text = str(exc).lower()
+    return "disconnected" in text or "peer closed" in text
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    out: list[BaseException] = []
     cause: BaseException | None = exc
-    while cause is not None:
+    while cause is not None and len(out) < 16:
+        out.append(cause)
+        cause = cause.__cause__ or cause.__context__
+    return out
+
+
+def _tls_failure(exc: BaseException, base_url: str) -> str | None:
+    for cause in _causes(exc):
         if isinstance(cause, ssl.SSLCertVerificationError):
             return (
                 f"the TLS certificate of {base_url} could not be verified ({cause.verify_message})"
             )
         if isinstance(cause, ssl.SSLError):
             return f"the TLS connection to {base_url} failed"
-        cause = cause.__cause__ or cause.__context__
+    return None
+
+
+def _connect_failure(exc: BaseException, base_url: str) -> str:
+    for cause in _causes(exc):
+        if isinstance(cause, socket.gaierror):
+            return f"cannot find the host of {base_url} (DNS: {cause.strerror or cause})"
+        if isinstance(cause, ConnectionRefusedError):
+            return f"cannot connect to {base_url}: connection refused (is the server running?)"
+        if isinstance(cause, OSError) and cause.strerror:
+            return f"cannot connect to {base_url}: {cause.strerror}"
     return f"cannot connect to {base_url}"
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import ssl
 from typing import TypeVar
 
@@ -22,6 +23,8 @@ from textsecure_provision.errors import (
     MessageFormatError,
     ProvisionError,
     RateLimitedError,
+    RemoteProtocolError,
+    ServerDegradedError,
     ServerRefusedError,
     ServerUnreachableError,
 )
@@ -84,17 +87,25 @@ class TempChannel:
             ) from exc
         except ssl.SSLError as exc:  # e.g. TLS spoken to a plain-HTTP port
             raise ServerUnreachableError(f"the TLS connection to {server_url} failed") from exc
-        except (OSError, TimeoutError, InvalidHandshake) as exc:
+        except TimeoutError as exc:
             raise ServerUnreachableError(
-                f"cannot open a channel on {server_url} ({type(exc).__name__})"
+                f"opening a channel: no answer from {server_url} within {open_timeout_s:.0f} s"
             ) from exc
+        except InvalidHandshake as exc:  # it answered, but not as a channel server
+            raise RemoteProtocolError(
+                f"opening a channel: {server_url} did not accept a websocket "
+                f"({type(exc).__name__}); is it a provision server?"
+            ) from exc
+        except OSError as exc:
+            reason = _os_failure(exc, server_url)
+            raise ServerUnreachableError(f"opening a channel: {reason}") from exc
         try:
             frame = await asyncio.wait_for(ws.recv(), open_timeout_s)
             uuid = _parse_uuid_frame(frame)
         except BaseException as exc:
             await ws.close()
             if isinstance(exc, TimeoutError):
-                raise ServerUnreachableError(
+                raise RemoteProtocolError(
                     f"the server {server_url} did not name the channel in time"
                 ) from exc
             if isinstance(exc, ConnectionClosed):
@@ -132,13 +143,23 @@ class TempChannel:
 T = TypeVar("T")
 
 
+def _os_failure(exc: OSError, server_url: str) -> str:
+    if isinstance(exc, socket.gaierror):
+        return f"cannot find the host of {server_url} (DNS: {exc.strerror or exc})"
+    if isinstance(exc, ConnectionRefusedError):
+        return f"cannot connect to {server_url}: connection refused (is the server running?)"
+    if exc.strerror:
+        return f"cannot connect to {server_url}: {exc.strerror}"
+    return f"cannot connect to {server_url} ({type(exc).__name__})"
+
+
 def _frame(frame: str | bytes, kind: type[T], what: str) -> T:
     # surrogatepass: a lone surrogate becomes bytes msgspec refuses, not a UnicodeEncodeError
     raw = frame.encode("utf-8", "surrogatepass") if isinstance(frame, str) else frame
     try:
         return decode(raw, kind)
     except MessageFormatError as exc:
-        raise MessageFormatError(
+        raise RemoteProtocolError(
             f"the server's {what} frame is malformed ({exc.message})"
         ) from None
 
@@ -148,7 +169,7 @@ def _parse_uuid_frame(frame: str | bytes) -> str:
     try:
         return parse_channel_id(opened.uuid)
     except ProvisionError as exc:
-        raise MessageFormatError("the server's channel uuid is not a canonical uuid") from exc
+        raise RemoteProtocolError("the server's channel uuid is not a canonical uuid") from exc
 
 
 def _parse_message_frame(frame: str | bytes) -> bytes:
@@ -157,12 +178,22 @@ def _parse_message_frame(frame: str | bytes) -> bytes:
 
 def _status_error(exc: InvalidStatus) -> ProvisionError:
     status = exc.response.status_code
+    value = exc.response.headers.get("Retry-After", "")
+    ok = value.isascii() and value.isdigit() and len(value) <= 9  # int() of 5000 digits raises
     if status == 429:
-        value = exc.response.headers.get("Retry-After", "")
-        ok = value.isascii() and value.isdigit() and len(value) <= 9  # int() of 5000 digits raises
         retry = int(value) if ok else DEFAULT_RETRY_AFTER_S
         return RateLimitedError(
             f"opening a channel: the server refused (HTTP {status})", retry_after=retry
+        )
+    if status < 400:  # it answered, but did not switch to a websocket
+        return RemoteProtocolError(
+            f"opening a channel: the server did not accept a websocket (HTTP {status}); "
+            "is it a provision server?"
+        )
+    if status == 503:
+        return ServerDegradedError(
+            f"opening a channel: the server is degraded (HTTP {status})",
+            retry_after=int(value) if ok else None,
         )
     if status >= 500:
         return ServerUnreachableError(f"opening a channel: the server failed (HTTP {status})")
