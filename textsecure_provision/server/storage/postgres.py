@@ -85,6 +85,7 @@ COMMAND_TIMEOUT_S = 10.0  # every statement here is small; longer means somethin
 _SCHEMA = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 _MIGRATION_LOCK = "textsecure_provision:migrate"
 DEVICE_TOPIC = "textsecure_provision_devices"  # NOTIFY channel: "<schema> <number>"
+POOL_CLOSE_S = 5.0  # a stop waits this long for busy connections, then cuts them
 LISTEN_PING_S = 5.0  # the listening connection is checked this often (and reconnected)
 _NOTIFY_TRIGGER_SQL = f"""
 CREATE OR REPLACE FUNCTION provision_device_changed() RETURNS trigger
@@ -338,9 +339,10 @@ class PostgresStorage:
         pool, self._pool = self._pool, None
         if pool is not None:
             try:
-                await pool.close()
+                # Bounded: a connection held by a stuck request must not keep a stop waiting.
+                await asyncio.wait_for(pool.close(), POOL_CLOSE_S)
             except Exception as exc:  # the database may be gone; the connections go anyway
-                log.warning("closing the database pool: %s", exc)
+                log.warning("closing the database pool: %s: %s", type(exc).__name__, exc)
                 pool.terminate()
 
     async def check(self) -> None:
