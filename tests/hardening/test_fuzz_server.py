@@ -267,7 +267,9 @@ def test_auth_headers(http: httpx.Client, account: tuple[Device, Device], value:
     if r.status_code in (400, 431) and (len(header) > 8000 or any(c < 0x20 or c == 0x7F for c in header)):
         # The HTTP parser refused the request before the app saw it (server/channel_socket.py:
         # 400 for control bytes, 431 past the 16 KiB head budget): a header no client sends.
-        assert r.status_code == 400 or len(header) > 16 * 1024 - 100, (r.status_code, len(header))
+        # The budget counts the whole head: the request line, Host and httpx's own headers
+        # take a few hundred bytes of it, so 431 may come a little before the value is 16 KiB.
+        assert r.status_code == 400 or len(header) > 16 * 1024 - 1024, (r.status_code, len(header))
         check_answer(r)
         return
     check_answer(r)
