@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from PIL import Image, ImageChops, ImageFilter
+from PIL import Image
+from qr_photos import photo_of_screen, qr_image  # tests/, on sys.path (tests/conftest.py)
 
 from textsecure_provision.errors import (
     InvalidInputError,
@@ -64,37 +65,6 @@ ZBAR_MISSING = _zbar_missing()
 def decoder(request: pytest.FixtureRequest) -> str:
     """Every decoding test runs on both backends (zbar where libzbar is installed, as in CI)."""
     return str(request.param)
-
-
-def qr_image(text: str) -> Image.Image:
-    return Image.open(io.BytesIO(render_png(text))).convert("L")
-
-
-def photo_of_screen(
-    code: Image.Image,
-    *,
-    angle: float,
-    blur: float = 2.0,
-    noise: float = 20.0,
-    quality: int = 60,
-    size: int = 1000,
-    fraction: float = 0.6,
-    seed: int = 0,
-) -> bytes:
-    """A JPEG like a phone's picture of a screen: rotated, blurred, low contrast, noisy."""
-    side = int(size * fraction)
-    canvas = Image.new("L", (size, size), 60)  # the screen's bezel / the desk around it
-    canvas.paste(code.resize((side, side), Image.Resampling.NEAREST), ((size - side) // 2,) * 2)
-    canvas = canvas.rotate(angle, resample=Image.Resampling.BILINEAR, fillcolor=60)
-    canvas = canvas.filter(ImageFilter.GaussianBlur(blur))
-    # Lower contrast (a screen is not paper), then uniform noise of ± noise levels.
-    canvas = canvas.point(lambda v: int(v * 0.8 + 30))
-    grain = Image.frombytes("L", (size, size), random.Random(seed).randbytes(size * size))
-    grain = grain.point(lambda v: int(128 - noise + v * 2 * noise / 255))
-    picture = ImageChops.add(canvas, grain, scale=1.0, offset=-128).convert("RGB")
-    buffer = io.BytesIO()
-    picture.save(buffer, format="JPEG", quality=quality)
-    return buffer.getvalue()
 
 
 def save(tmp_path: Path, name: str, data: bytes) -> Path:
