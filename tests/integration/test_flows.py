@@ -41,7 +41,7 @@ from textsecure_provision.flows.secondary import (
 from textsecure_provision.flows.ui import RecordingUi
 from textsecure_provision.store import DeviceRecord, DeviceStore
 
-from .flow_support import CODE, NUMBER, LinkUi, running_server
+from .flow_support import NUMBER, LinkUi, register_master, running_server
 
 
 def prompts_and_steps(ui: RecordingUi) -> list[str]:
@@ -53,14 +53,6 @@ def prompts_and_steps(ui: RecordingUi) -> list[str]:
 async def server(tmp_path: Path) -> AsyncIterator[str]:
     async with running_server(tmp_path) as url:
         yield url
-
-
-async def register_master(url: str, tmp_path: Path) -> FlowConfig:
-    config = FlowConfig(data_dir=str(tmp_path / "master"), server_url=url)
-    ui = RecordingUi()
-    await register_account(config, ui, NUMBER, code=CODE, name="phone")
-    assert ui.names() == ["account_registered"]
-    return config
 
 
 def digest(path: Path) -> Any:
