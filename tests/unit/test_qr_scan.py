@@ -262,13 +262,13 @@ def test_unknown_decoder_is_a_usage_error(tmp_path: Path) -> None:
         scan_text(save(tmp_path, "code.png", render_png(LINK)), decoder="zebra")
 
 
-def test_zbar_without_its_system_library_names_it(tmp_path: Path) -> None:
-    # libzbar is installed here, so its absence is simulated in a fresh interpreter: ctypes'
-    # library search finds nothing (as on a machine without libzbar0). The only mock here.
+def zbar_refusal(tmp_path: Path, missing: str) -> tuple[str, str, int]:
+    """The error of ``scan_text(..., decoder='zbar')`` in a fresh interpreter where
+    ``missing`` (a line of Python) has taken something away: message, hint, exit code."""
     path = save(tmp_path, "code.png", render_png(LINK))
     code = (
         "import ctypes.util, json, sys\n"
-        "ctypes.util.find_library = lambda name: None\n"
+        f"{missing}\n"
         "from textsecure_provision.errors import QrDecoderUnavailableError\n"
         "from textsecure_provision.qr.scan import scan_text\n"
         "try:\n"
@@ -278,6 +278,15 @@ def test_zbar_without_its_system_library_names_it(tmp_path: Path) -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     message, hint, exit_code = json.loads(out.stdout)
+    return message, hint, exit_code
+
+
+def test_zbar_without_its_system_library_names_it(tmp_path: Path) -> None:
+    # libzbar is installed here, so its absence is simulated in a fresh interpreter: ctypes'
+    # library search finds nothing (as on a machine without libzbar0). The only mock here.
+    message, hint, exit_code = zbar_refusal(
+        tmp_path, "ctypes.util.find_library = lambda name: None"
+    )
     assert message == (
         "the zbar decoder needs the zbar system library (libzbar.so), which was not found"
     )
@@ -286,19 +295,7 @@ def test_zbar_without_its_system_library_names_it(tmp_path: Path) -> None:
 
 
 def test_zbar_without_pyzbar_names_the_extra(tmp_path: Path) -> None:
-    path = save(tmp_path, "code.png", render_png(LINK))
-    code = (
-        "import json, sys\n"
-        "sys.modules['pyzbar'] = None  # as if not installed\n"
-        "from textsecure_provision.errors import QrDecoderUnavailableError\n"
-        "from textsecure_provision.qr.scan import scan_text\n"
-        "try:\n"
-        f"    scan_text({str(path)!r}, decoder='zbar')\n"
-        "except QrDecoderUnavailableError as exc:\n"
-        "    print(json.dumps([exc.message, exc.hint]))\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    message, hint = json.loads(out.stdout)
+    message, hint, _ = zbar_refusal(tmp_path, "sys.modules['pyzbar'] = None  # not installed")
     assert "pyzbar package" in message
     assert "textsecure-provision[zbar]" in hint
 
