@@ -16,10 +16,12 @@ def modules_loaded(code: str, watched: Iterable[str]) -> list[str]:
     is ignored."""
     probe = (
         f"{code}\n"
-        "import json as _json, sys as _sys\n"
+        "import sys as _sys\n"
         f"_watched = {sorted(set(watched))!r}\n"
-        "print(_json.dumps(sorted(m for m in _sys.modules"
-        " if any(m == w or m.startswith(w + '.') for w in _watched))))\n"
+        "_loaded = sorted(m for m in _sys.modules"
+        " if any(m == w or m.startswith(w + '.') for w in _watched))\n"
+        "import json as _json\n"  # after the census: the probe's own import is not counted
+        "print(_json.dumps(_loaded))\n"
     )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     loaded: list[str] = json.loads(out.stdout.strip().splitlines()[-1])
