@@ -302,11 +302,13 @@ class PostgresStorage:
                 self.listener_pid = con.get_server_pid()
                 self.devices.reset(live=True)
                 self._listening.set()
-                while not lost.is_set():
+                while True:
                     with contextlib.suppress(asyncio.TimeoutError):
                         await asyncio.wait_for(lost.wait(), LISTEN_PING_S)
-                    if not lost.is_set():  # a cut the termination listener did not see
-                        await con.fetchval("SELECT 1", timeout=LISTEN_PING_S)
+                    if lost.is_set():
+                        raise ConnectionError("the listening connection was closed")
+                    # The ping finds a cut the termination listener did not see.
+                    await con.fetchval("SELECT 1", timeout=LISTEN_PING_S)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # down or unreachable: no cache until it is back
