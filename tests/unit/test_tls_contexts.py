@@ -40,3 +40,25 @@ def test_the_transport_imports_httpx_without_its_command_line() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["True", "False", "False"]
+
+
+def test_the_transport_leaves_trio_out_and_importable() -> None:
+    """httpcore imports trio whenever it is installed (~90 ms of a CLI run on asyncio): our
+    HTTP client must come without it, and a later ``import trio`` must still work."""
+    import importlib.util
+    import subprocess
+    import sys
+
+    if importlib.util.find_spec("trio") is None:
+        pytest.skip("trio is not installed here: nothing to keep out")
+    code = (
+        "import sys, asyncio, textsecure_provision.transport.api as a\n"
+        "async def main():\n"
+        "    await a.ApiClient('http://127.0.0.1:9').aclose()\n"
+        "asyncio.run(main())\n"
+        "print('httpcore' in sys.modules, 'trio' in sys.modules)\n"
+        "import trio\n"
+        "print(trio.__name__)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["True", "False", "trio"]
