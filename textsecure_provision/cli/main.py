@@ -7,6 +7,7 @@ imported when it is run (or when its ``--help`` is asked for), so that
 
 from __future__ import annotations
 
+import gc
 import importlib
 from typing import Any
 
@@ -188,4 +189,13 @@ def cli(
 
 
 def main(argv: list[str] | None = None) -> None:
-    cli.main(args=argv, prog_name="provision")
+    """The ``provision`` command; the process ends when it returns (click raises SystemExit)."""
+    try:
+        cli.main(args=argv, prog_name="provision")
+    finally:
+        # Everything still alive goes with the process; the interpreter's last full collection
+        # would only walk the whole heap first: ~60 ms of the master's CPU after a link and
+        # ~90 ms of the secondary's, both on the link's timed path (B2). Frozen objects are
+        # skipped by it. Files are not left to it: the store fsyncs and closes its own, and
+        # logging and stdout are flushed at exit as before.
+        gc.freeze()
