@@ -17,6 +17,10 @@ from textsecure_provision.server.urls import redact_url
         ("redis://user:pw@r:6379/0?password=pw2", "redis://user:***@r:6379/0"),
         ("postgresql://relay:hunter2@db:5432/relay?schema=r", "postgresql://relay:***@db:5432/relay"),
         ("redis://r:6379/0", "redis://r:6379/0"),
+        ("unix:///run/redis/redis.sock?db=1", "unix:///run/redis/redis.sock"),
+        ("redis+unix://:pw@/run/redis.sock", "redis+unix://:***@/run/redis.sock"),
+        ("postgresql:///relay?host=/run/postgresql&password=pw", "postgresql:///relay"),
+        ("redis://u:p@r/0#frag", "redis://u:***@r/0"),
     ],
 )
 def test_passwords_are_never_shown(url: str, shown: str) -> None:
