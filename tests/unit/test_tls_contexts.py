@@ -40,26 +40,3 @@ def test_the_transport_imports_httpx_without_its_command_line() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["True", "False", "False"]
-
-
-def test_the_transport_runs_without_httpcore_anyio_or_trio() -> None:
-    """httpx's own transport (httpcore on anyio; httpcore imports trio whenever it is
-    installed) costs about a sixth of a link process: our client makes its requests without
-    any of them, and a refused connection is still named as one."""
-    import subprocess
-    import sys
-
-    code = (
-        "import sys, asyncio, textsecure_provision.transport.api as a\n"
-        "from textsecure_provision.errors import ServerUnreachableError\n"
-        "async def main():\n"
-        "    async with a.ApiClient('http://127.0.0.1:9') as api:\n"
-        "        try:\n"
-        "            await api.request_registration_code('+15550001111')\n"
-        "        except ServerUnreachableError as exc:\n"
-        "            print('refused' if 'connection refused' in exc.message else exc.message)\n"
-        "asyncio.run(main())\n"
-        "print(sorted(m for m in ('httpcore', 'anyio', 'trio', 'sniffio') if m in sys.modules))\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.splitlines() == ["refused", "[]"]

@@ -184,3 +184,13 @@ async def test_broken_answers_are_named_as_before(
             await api.request_registration_code("+15550001111")
     assert type(info.value) is error
     assert words in info.value.message
+
+
+async def test_a_refused_connection_is_named_as_one() -> None:
+    server = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    server.close()
+    await server.wait_closed()  # nothing listens there now
+    async with ApiClient(f"http://127.0.0.1:{port}") as api:
+        with pytest.raises(E.ServerUnreachableError, match="connection refused"):
+            await api.request_registration_code("+15550001111")
