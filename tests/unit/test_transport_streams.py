@@ -194,3 +194,24 @@ async def test_a_refused_connection_is_named_as_one() -> None:
     async with ApiClient(f"http://127.0.0.1:{port}") as api:
         with pytest.raises(E.ServerUnreachableError, match="connection refused"):
             await api.request_registration_code("+15550001111")
+
+
+async def test_a_cancellation_at_any_step_ends_the_request() -> None:
+    """Cancelled at each of its steps in turn (connect, write, read), a request ends at once
+    with the cancellation: none may swallow it and go on (Python 3.11's ``asyncio.wait_for``
+    does when what it waits for finishes in the same loop turn, which left Ctrl-C waiting
+    30 s in the acknowledgement's long poll)."""
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_head(reader)
+        await asyncio.sleep(30)
+
+    async with peer(silent) as (url, _), http(url) as client:
+        for turns in range(40):
+            task = asyncio.ensure_future(client.get("/v1/messages/?wait=30"))
+            for _ in range(turns):
+                await asyncio.sleep(0)
+            task.cancel()
+            done, _pending = await asyncio.wait([task], timeout=2)
+            assert done, f"still running 2 s after a cancellation at turn {turns}"
+            assert task.cancelled(), f"turn {turns}: {task}"

@@ -23,8 +23,10 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import sys
 import time
-from typing import Any
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 
 import h11
 
@@ -35,6 +37,21 @@ READ_CHUNK = 64 * 1024
 DEFAULT_PORTS = {"http": 80, "https": 443}
 
 Origin = tuple[str, str, int]
+T = TypeVar("T")
+
+
+async def _within(step: Awaitable[T], seconds: float | None) -> T:
+    """``step``, or ``TimeoutError`` after ``seconds``.
+
+    Not ``asyncio.wait_for`` where ``asyncio.timeout`` exists (3.11+): on 3.11 ``wait_for``
+    swallows a cancellation that comes in the loop turn in which its step finishes, and the
+    request then went on to wait for an answer, so a Ctrl-C during the acknowledgement's long
+    poll waited for it (tests/unit/test_transport_streams.py).
+    """
+    if sys.version_info >= (3, 11):
+        async with asyncio.timeout(seconds):
+            return await step
+    return await asyncio.wait_for(step, seconds)  # pragma: no cover - Python 3.10
 
 
 class _Connection:
@@ -88,7 +105,7 @@ class _Connection:
     async def _write(self, data: bytes, timeout: float | None) -> None:
         try:
             self.writer.write(data)
-            await asyncio.wait_for(self.writer.drain(), timeout)
+            await _within(self.writer.drain(), timeout)
         except TimeoutError as exc:
             raise httpx.WriteTimeout("sending the request timed out") from exc
         except OSError as exc:
@@ -97,8 +114,6 @@ class _Connection:
     async def _read_answer(
         self, timeout: float | None
     ) -> tuple[int, bytes, list[tuple[bytes, bytes]], bytes]:
-        loop = asyncio.get_running_loop()
-        deadline = None if timeout is None else loop.time() + timeout
         answer: h11.Response | None = None
         parts: list[bytes] = []
         size = 0
@@ -108,7 +123,7 @@ class _Connection:
             except h11.RemoteProtocolError as exc:
                 raise httpx.RemoteProtocolError(str(exc)) from exc
             if event is h11.NEED_DATA:
-                await self._receive(deadline, loop)
+                await self._receive(timeout)
             elif isinstance(event, h11.Response):
                 answer = event
             elif isinstance(event, h11.Data):
@@ -123,10 +138,10 @@ class _Connection:
                 raise httpx.RemoteProtocolError("Server disconnected without sending a response.")
             # InformationalResponse (1xx): skipped; the final answer follows
 
-    async def _receive(self, deadline: float | None, loop: asyncio.AbstractEventLoop) -> None:
-        remaining = None if deadline is None else max(0.0, deadline - loop.time())
+    async def _receive(self, timeout: float | None) -> None:
+        # httpx's read timeout: the longest wait for the next bytes, not for the whole answer
         try:
-            chunk = await asyncio.wait_for(self.reader.read(READ_CHUNK), remaining)
+            chunk = await _within(self.reader.read(READ_CHUNK), timeout)
         except TimeoutError as exc:
             raise httpx.ReadTimeout("the answer did not come in time") from exc
         except OSError as exc:
@@ -178,7 +193,7 @@ class StreamTransport(httpx.AsyncBaseTransport):
         scheme, host, port = origin
         tls = scheme == "https"
         try:
-            reader, writer = await asyncio.wait_for(
+            reader, writer = await _within(
                 asyncio.open_connection(
                     host,
                     port,
