@@ -13,10 +13,10 @@ for an answer that is not HTTP or a connection closed before it ended ("Server
 disconnected ...", as httpcore says).
 
 Answers are read whole (every answer of the API is a small JSON document), at most
-``MAX_ANSWER_BYTES``; a head over h11's 16 KiB is a protocol error. A connection is reused
-only after a complete exchange, within ``keepalive_expiry`` seconds, and never after a
-cancelled or failed request. Proxies from the environment are still honoured: httpx mounts
-its own transport for them.
+``MAX_ANSWER_BYTES``; a head over ``MAX_HEAD_BYTES`` (httpcore's limit) is a protocol
+error. A connection is reused only after a complete exchange, within ``keepalive_expiry``
+seconds, and never after a cancelled or failed request. Proxies from the environment are
+still honoured: httpx mounts its own transport for them.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ import h11
 from textsecure_provision.transport.lean_httpx import httpx
 
 MAX_ANSWER_BYTES = 64 * 1024 * 1024
+MAX_HEAD_BYTES = 100 * 1024  # an answer's head, as httpcore allows
 READ_CHUNK = 64 * 1024
 DEFAULT_PORTS = {"http": 80, "https": 443}
 
@@ -58,7 +59,7 @@ class _Connection:
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader = reader
         self.writer = writer
-        self.h11 = h11.Connection(h11.CLIENT)
+        self.h11 = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEAD_BYTES)
         self.idle_since = time.monotonic()
 
     def usable(self, expiry: float) -> bool:
