@@ -100,6 +100,37 @@ def test_the_link_path_leaves_unused_libraries_out() -> None:
     assert modules_loaded(code, unused) == []
 
 
+def test_a_command_starts_without_the_collector_and_gets_it_back(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Running a command pauses the cyclic collector (its runs over the growing heap were
+    ~3 % of a link process, B2), once per process, and a timer turns it back on."""
+    import gc
+
+    import click
+
+    from textsecure_provision.cli import main as cli_main
+
+    calls: list[str] = []
+    monkeypatch.setattr(cli_main, "pause_collector", lambda: calls.append("paused"))
+    assert cli_main.cli.get_command(click.Context(cli_main.cli), "whoami") is not None
+    assert calls == ["paused"]
+    monkeypatch.undo()
+
+    monkeypatch.setattr(cli_main, "COLLECTOR_PAUSE_S", 0.05)
+    monkeypatch.setattr(cli_main, "_collector_paused", False)
+    assert gc.isenabled()
+    timer = cli_main.pause_collector()
+    try:
+        assert timer is not None
+        assert not gc.isenabled()
+        assert cli_main.pause_collector() is None  # once per process
+        timer.join(10)
+        assert gc.isenabled()
+    finally:
+        gc.enable()
+
+
 def test_the_command_leaves_its_heap_to_the_exit() -> None:
     """When a command ends, ``main`` freezes the heap, so the interpreter's exit skips its
     last full collection (tens of ms per link process, B2); output and exit codes are as
