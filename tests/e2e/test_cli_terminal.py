@@ -315,27 +315,33 @@ def test_qr_decodes_from_a_tmux_screen_capture_and_after_a_resize(
     exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items() if k.startswith(
         ("PROVISION_", "NO_COLOR", "PYTHON", "PATH", "TERM")))  # fmt: skip
     session = f"h13-{os.getpid()}"
-    for size, grow in (((120, 50), False), ((80, 24), True)):
+    for n, (size, grow) in enumerate((((120, 50), False), ((80, 24), True))):
+        # A tmux server of its own each time (its own socket): the default one is shared with
+        # whatever else runs tmux here, and a server whose last session was just killed can
+        # still be exiting when the next new-session reaches it ("server exited unexpectedly").
+        tmux = ["tmux", "-S", str(tmp_path / f"tmux{n}.sock")]
         events.unlink(missing_ok=True)
-        subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", str(size[0]), "-y",
+        subprocess.run([*tmux, "new-session", "-d", "-s", session, "-x", str(size[0]), "-y",
                         str(size[1]), f"env {exports} {command} > {shlex.quote(str(events))}"],
                        check=True, cwd=Path(__file__).resolve().parents[2])  # fmt: skip
         try:
             link = wait_for(lambda: _first_link(events), 30, "the channel_opened event")
             if grow:
-                screen = wait_for(lambda: _pane(session, "Enlarge it"), 30, "the small message")
+                screen = wait_for(
+                    lambda tmux=tmux: _pane(tmux, session, "Enlarge it"), 30, "the small message"
+                )
                 assert "\u2588" not in screen and link[:60] in screen.replace("\n", "")
-                subprocess.run(["tmux", "resize-window", "-t", session, "-x", "120", "-y", "50"],
+                subprocess.run([*tmux, "resize-window", "-t", session, "-x", "120", "-y", "50"],
                                check=True)  # fmt: skip
             # tmux may be caught half-way through painting: wait until the screen decodes.
             decoded = wait_for(
-                lambda: decode_screen(_pane(session, "\u2588" * 20) or "", 120),
+                lambda tmux=tmux: decode_screen(_pane(tmux, session, "\u2588" * 20) or "", 120),
                 30,
                 "a QR code on the screen that decodes",
             )
             assert decoded == [link]
         finally:
-            subprocess.run(["tmux", "kill-session", "-t", session], check=False)
+            subprocess.run([*tmux, "kill-server"], check=False)
 
 
 def _first_link(events: Path) -> str | None:
@@ -347,8 +353,8 @@ def _first_link(events: Path) -> str | None:
     return None
 
 
-def _pane(session: str, needle: str) -> str | None:
-    out = subprocess.run(["tmux", "capture-pane", "-t", session, "-p"], capture_output=True,
+def _pane(tmux: list[str], session: str, needle: str) -> str | None:
+    out = subprocess.run([*tmux, "capture-pane", "-t", session, "-p"], capture_output=True,
                          text=True, encoding="utf-8", check=False).stdout  # fmt: skip
     return out if needle in out else None
 
