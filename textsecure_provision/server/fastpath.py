@@ -31,6 +31,7 @@ from textsecure_provision.errors import ProvisionError
 from textsecure_provision.server.fanout.memory import MemoryFanOut
 from textsecure_provision.server.handlers import provision_error_response
 from textsecure_provision.server.limits import MemoryRateLimiter
+from textsecure_provision.server.limits.persistent import PersistentRateLimiter
 from textsecure_provision.server.middleware import GuardMiddleware
 from textsecure_provision.server.routes import messages
 from textsecure_provision.server.storage.sqlite import SqliteStorage
@@ -349,11 +350,17 @@ def _in_process(app: Any) -> bool:
 def in_process(svc: Any) -> bool:
     """SQLite, the in-process fan-out and limiter: nothing on a rendezvous's path needs to
     run inside a task (redis-py and asyncpg use ``asyncio.timeout``, which does), so
-    ``run_eagerly`` may start it."""
+    ``run_eagerly`` may start it. The default limiter with SQLite is the memory one with
+    its guess budgets written to that SQLite (limits/persistent.py): in-process too."""
+    limiter = svc.limits.limiter
+    if isinstance(limiter, PersistentRateLimiter):
+        if not isinstance(limiter.storage, SqliteStorage):
+            return False
+        limiter = limiter.memory
     return (
         isinstance(svc.storage, SqliteStorage)
         and isinstance(svc.fanout, MemoryFanOut)
-        and isinstance(svc.limits.limiter, MemoryRateLimiter)
+        and isinstance(limiter, MemoryRateLimiter)
     )
 
 
