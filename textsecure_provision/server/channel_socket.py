@@ -324,6 +324,7 @@ class Hub:
         "budgets",
         "config",
         "connections",
+        "loop",
         "proxy",
         "server_state",
         "sockets",
@@ -340,6 +341,9 @@ class Hub:
         self.sockets = SocketCounts(self.budgets.max_sockets_per_address)
         self.connections: set[Any] = server_state.connections
         self.tasks: set[asyncio.Task[Any]] = server_state.tasks
+        # Made in uvicorn's protocol factory, so on its loop. Kept: asyncio.get_running_loop()
+        # costs a getpid() system call each (CPython 3.11), and a channel called it 3 times.
+        self.loop = asyncio.get_running_loop()
         self.proxy: Any = None
         if getattr(config, "proxy_headers", False):
             # uvicorn's own rules for X-Forwarded-For from trusted proxies (runner.py turns
@@ -350,7 +354,7 @@ class Hub:
 
     def spawn(self, coro: Any) -> None:
         """Run a coroutine as a task that uvicorn waits for on shutdown."""
-        task = asyncio.get_running_loop().create_task(coro)
+        task = self.loop.create_task(coro)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
@@ -515,9 +519,7 @@ class ChannelSocket(asyncio.Protocol):
                 self._slot = key
         budgets = hub.budgets
         transport.set_write_buffer_limits(high=budgets.max_write_buffer_bytes // 2)  # type: ignore[attr-defined]
-        self._timer = asyncio.get_running_loop().call_later(
-            budgets.head_timeout_s, self._deadline_passed
-        )
+        self._timer = hub.loop.call_later(budgets.head_timeout_s, self._deadline_passed)
 
     def data_received(self, data: bytes) -> None:
         phase = self._phase
@@ -718,7 +720,7 @@ class ChannelSocket(asyncio.Protocol):
             b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\n"
             b"sec-websocket-accept: " + accept_key(key) + b"\r\n\r\n"
         )
-        self._timer = asyncio.get_running_loop().call_later(ttl, self._expire)
+        self._timer = hub.loop.call_later(ttl, self._expire)
         if self._buf:  # the client spoke before it saw the uuid
             early, self._buf = self._buf, b""
             self._on_frames(early)
@@ -764,7 +766,9 @@ class ChannelSocket(asyncio.Protocol):
         ws = self._ws
         assert ws is not None
         ws.send_text(frame.encode())
-        self._start_closing(CLOSE_DELIVERED)
+        # Nothing else is queued (pongs leave as they are made): the message and close 1000
+        # in one write, one system call and one packet.
+        self._start_closing(CLOSE_DELIVERED, join=True)
         return True
 
     def _expire(self) -> None:
@@ -774,20 +778,18 @@ class ChannelSocket(asyncio.Protocol):
             self._hub.svc.metrics.channels_expired += 1
             self._start_closing(CLOSE_EXPIRED)
 
-    def _start_closing(self, code: int) -> None:
+    def _start_closing(self, code: int, *, join: bool = False) -> None:
         """Our close frame, then up to CLOSE_TIMEOUT_S for the client's."""
         self._cancel_timer()
-        self._send_close(code)
+        self._send_close(code, join=join)
         if self._phase is Phase.CLOSING:
-            self._timer = asyncio.get_running_loop().call_later(
-                CLOSE_TIMEOUT_S, self._deadline_passed
-            )
+            self._timer = self._hub.loop.call_later(CLOSE_TIMEOUT_S, self._deadline_passed)
 
-    def _send_close(self, code: int) -> None:
+    def _send_close(self, code: int, *, join: bool = False) -> None:
         ws = self._ws
         if ws is not None and ws.state is State.OPEN:
             ws.send_close(code)
-        self._flush()
+        self._flush(join=join)
 
     # -- client frames ---------------------------------------------------------------------------
     def _on_frames(self, data: bytes) -> None:
@@ -811,7 +813,7 @@ class ChannelSocket(asyncio.Protocol):
                 elif op in _DATA and self._go(Event.CLIENT_SPOKE):
                     code = CLOSE_CLIENT_SPOKE
                     ws.send_close(code)
-                    self._timer = asyncio.get_running_loop().call_later(
+                    self._timer = self._hub.loop.call_later(
                         CLOSE_TIMEOUT_S, self._deadline_passed
                     )
             if ws.parser_exc is not None:  # broken framing: the library failed the connection
@@ -825,7 +827,7 @@ class ChannelSocket(asyncio.Protocol):
         rule = self._hub.budgets.control_frames
         if rule is None:
             return True
-        now = asyncio.get_running_loop().time()
+        now = self._hub.loop.time()
         if self._tokens_at < 0:
             self._tokens, self._tokens_at = float(rule.count), now
         else:
@@ -838,10 +840,11 @@ class ChannelSocket(asyncio.Protocol):
         return True
 
     # -- plumbing ----------------------------------------------------------------------------------
-    def _flush(self, head: bytes = b"") -> None:
+    def _flush(self, head: bytes = b"", *, join: bool = False) -> None:
         """Write what the websocket protocol has queued, frame by frame (joining frames
         changed how a pong flood meets the write-buffer bound: test_hostile_sockets);
-        ``head`` (the 101) goes in one write with the first frame (the uuid). Its
+        ``head`` (the 101) goes in one write with the first frame (the uuid), and ``join``
+        puts all in one write (the delivery: the message and the close). Its
         end-of-stream closes TCP."""
         ws = self._ws
         if ws is None:
@@ -853,7 +856,9 @@ class ChannelSocket(asyncio.Protocol):
                 eof = True
             else:
                 chunks.append(chunk)
-        if head and chunks:  # the handshake and the uuid frame: one write, one packet
+        if join and len(chunks) > 1:
+            chunks = [b"".join(chunks)]
+        elif head and chunks:  # the handshake and the uuid frame: one write, one packet
             first = chunks.pop(0)
             chunks[0:1] = [first + chunks[0]] if chunks else [first]
         for chunk in chunks:
@@ -882,7 +887,7 @@ class ChannelSocket(asyncio.Protocol):
             return
         if transport.get_write_buffer_size():
             transport.close()
-            self._timer = asyncio.get_running_loop().call_later(CLOSE_TIMEOUT_S, self._abort)
+            self._timer = self._hub.loop.call_later(CLOSE_TIMEOUT_S, self._abort)
         else:
             transport.close()
 
