@@ -64,7 +64,7 @@ from websockets.frames import Opcode
 from websockets.protocol import SEND_EOF, Protocol, Side, State
 
 from textsecure_provision.errors import ProvisionError
-from textsecure_provision.server.addresses import SocketCounts, address_key
+from textsecure_provision.server.addresses import SocketCounts
 from textsecure_provision.server.config import SocketBudgets
 from textsecure_provision.server.fanout.base import ChannelId
 from textsecure_provision.server.fastpath import in_process, run_eagerly
@@ -75,7 +75,7 @@ from textsecure_provision.server.routes.channels import (
     CLOSE_EXPIRED,
     PATH,
 )
-from textsecure_provision.server.services import Services
+from textsecure_provision.server.services import Services, budget_key
 
 log = logging.getLogger(__name__)
 
@@ -208,7 +208,8 @@ def new_channel_id() -> ChannelId:
 
 def accept_key(key: bytes) -> bytes:
     """``Sec-WebSocket-Accept`` for a client's ``Sec-WebSocket-Key`` (RFC 6455 §4.2.2)."""
-    return base64.b64encode(hashlib.sha1(key + _GUID).digest())  # noqa: S324 (the RFC's choice)
+    digest = hashlib.sha1(key + _GUID).digest()  # noqa: S324 (the RFC's choice)
+    return binascii.b2a_base64(digest, newline=False)  # base64.b64encode, one call less
 
 
 # -- HTTP answers before the upgrade ---------------------------------------------------------------
@@ -324,6 +325,7 @@ class Hub:
         "budgets",
         "config",
         "connections",
+        "eager",
         "loop",
         "proxy",
         "server_state",
@@ -344,6 +346,7 @@ class Hub:
         # Made in uvicorn's protocol factory, so on its loop. Kept: asyncio.get_running_loop()
         # costs a getpid() system call each (CPython 3.11), and a channel called it 3 times.
         self.loop = asyncio.get_running_loop()
+        self.eager = in_process(svc)  # the backends are chosen at start and never change
         self.proxy: Any = None
         if getattr(config, "proxy_headers", False):
             # uvicorn's own rules for X-Forwarded-For from trusted proxies (runner.py turns
@@ -361,7 +364,7 @@ class Hub:
     def start(self, coro: Any) -> None:
         """``spawn``, but started at once on this stack when nothing it calls needs a task
         (in-process backends: fastpath.in_process); it becomes a task only if it waits."""
-        if in_process(self.svc):
+        if self.eager:
             run_eagerly(coro, self.tasks)
         else:
             self.spawn(coro)
@@ -373,7 +376,7 @@ class Hub:
         host = str(peer[0]) if isinstance(peer, tuple) and peer else "unknown"
         if self.proxy is not None and host in self.proxy.trusted_hosts:
             return None
-        return address_key(host)
+        return budget_key(host)
 
     def channel_socket(self, slot: str | None) -> ChannelSocket:
         """A channel socket for a connection that already holds its slot (an upgrade on a

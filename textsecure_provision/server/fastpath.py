@@ -181,9 +181,10 @@ def _relay_http_protocol() -> Any:
             if existing is not None and not existing.response_complete:
                 return False  # behind a busy request: uvicorn queues it
             app = self.config.app
-            svc = getattr(getattr(app, "state", None), "services", None)
-            if svc is None:
+            put = _put_context(app)
+            if put is None:
                 return False
+            svc = put.svc
             length = None
             for name, value in self.headers:
                 if name == b"content-length":
@@ -214,7 +215,7 @@ def _relay_http_protocol() -> Any:
             if cycle.response_complete or not cycle.more_body:
                 return
             cycle.more_body = False
-            if _in_process(cycle.scope["app"]):
+            if _put_context(cycle.scope["app"]).eager:  # type: ignore[union-attr]
                 run_eagerly(self._serve_channel_put(cycle), self.tasks)
             else:
                 task = self.loop.create_task(self._serve_channel_put(cycle))
@@ -224,12 +225,12 @@ def _relay_http_protocol() -> Any:
         async def _serve_channel_put(self, cycle: _FastCycle) -> None:
             started = time.perf_counter()
             scope = cycle.scope
-            app = scope["app"]
-            svc = app.state.services
+            put = _put_context(scope["app"])
+            assert put is not None
+            svc = put.svc
             request_id = new_request_id()
             scope["request_id"] = request_id
-            route = _channel_route(app)
-            scope["route"] = route
+            scope["route"] = put.route
             scope["endpoint"] = messages.send_messages
             body = bytes(cycle.body)
 
@@ -296,7 +297,7 @@ def run_eagerly(coro: Coroutine[Any, Any, None], tasks: set[asyncio.Task[None]])
     channel PUT usually completes without waiting (SQLite's loop-thread read, the device
     cache, the in-process fan-out), and then costs no task and no extra loop turn. Only
     for code that never needs ``asyncio.current_task()`` before its first wait
-    (``asyncio.timeout`` does): see ``_in_process``."""
+    (``asyncio.timeout`` does): see ``in_process``."""
     try:
         yielded = coro.send(None)
     except StopIteration:
@@ -343,8 +344,27 @@ async def _resume(coro: Coroutine[Any, Any, None], yielded: Any) -> None:
             return
 
 
-def _in_process(app: Any) -> bool:
-    return in_process(app.state.services)
+class _PutContext:
+    """What the channel PUT needs of its app, looked up once per app (Starlette's
+    ``app.state`` is a Python ``__getattr__`` per read)."""
+
+    __slots__ = ("eager", "route", "svc")
+
+    def __init__(self, app: Any, svc: Any) -> None:
+        self.svc = svc
+        self.route = _channel_route(app)
+        self.eager = in_process(svc)  # the backends are chosen at start and never change
+
+
+def _put_context(app: Any) -> _PutContext | None:
+    put: _PutContext | None = getattr(app, "_channel_put_context", None)
+    if put is None:
+        svc = getattr(getattr(app, "state", None), "services", None)
+        if svc is None:
+            return None
+        put = _PutContext(app, svc)
+        app._channel_put_context = put
+    return put
 
 
 def in_process(svc: Any) -> bool:

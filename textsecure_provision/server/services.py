@@ -87,14 +87,25 @@ def services(conn: HTTPConnection) -> Services:
 
 
 @functools.lru_cache(maxsize=4096)
-def _budget_key(host: str) -> str:
-    return address_key(host)  # cached: every authenticated request asks
+def budget_key(host: str) -> str:
+    """``addresses.address_key``, cached: every authenticated request and every new
+    connection asks, mostly for the same few addresses."""
+    return address_key(host)
 
 
 def client_address(conn: HTTPConnection) -> str:
     """The peer's budget key: IPv4, or the /64 of an IPv6 address (addresses.py); uvicorn
     rewrites the peer from X-Forwarded-For only for trusted proxies."""
-    return _budget_key(conn.client.host) if conn.client else "unknown"
+    return budget_key(conn.client.host) if conn.client else "unknown"
+
+
+def authorization_header(conn: HTTPConnection) -> str | None:
+    """The first ``Authorization`` header, as ``conn.headers.get`` gives it, read from the
+    scope's list (ASGI names are lowercase) without building a ``Headers`` object."""
+    for name, value in conn.scope["headers"]:
+        if name == b"authorization":
+            return str(value.decode("latin-1"))
+    return None
 
 
 async def authenticate(conn: HTTPConnection) -> StoredDevice:
@@ -108,7 +119,7 @@ async def authenticate(conn: HTTPConnection) -> StoredDevice:
     or device costs the same hashing as a wrong password.
     """
     svc = services(conn)
-    creds = parse_basic_auth(conn.headers.get("authorization"))
+    creds = parse_basic_auth(authorization_header(conn))
     address = client_address(conn)
     # First, for every request: a cut-off address may not even try a cached password,
     # or it could still tell a right guess from a wrong one.

@@ -16,7 +16,7 @@ from textsecure_provision.errors import InvalidInputError, MessageFormatError
 from textsecure_provision.protocol.bodies import ChannelMessages, OutgoingMessages
 from textsecure_provision.protocol.encoding import b64encode, parse_phone_number
 from textsecure_provision.server.fanout.base import ChannelId
-from textsecure_provision.server.handlers import json_response
+from textsecure_provision.server.handlers import empty_json_response, json_response
 from textsecure_provision.server.policy import messages
 from textsecure_provision.server.routes.channels import message_frame
 from textsecure_provision.server.services import authenticate, services
@@ -45,13 +45,13 @@ async def send_messages(request: Request) -> Response:
             raise MessageFormatError("a temp channel takes exactly one message")
         frame = message_frame(b64encode(to_channel.messages[0].body))
         await messages.send_to_channel(svc, ChannelId(channel), frame)
-        return json_response({})
+        return empty_json_response()
     body = await read_body(request, OutgoingMessages)
     number = parse_phone_number(destination)
     if len(body.messages) > svc.config.max_messages_per_send:
         raise InvalidInputError(f"at most {svc.config.max_messages_per_send} messages per send")
     await messages.send_to_number(svc, sender, number, body.messages)
-    return json_response({})
+    return empty_json_response()
 
 
 async def fetch_messages(request: Request) -> Response:
