@@ -86,6 +86,7 @@ CLOSE_POLICY = 1008
 CLOSE_RESTARTING = 1012
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 §1.3
 _GET = b"GET "
+_PATH_BYTES = PATH.encode()
 _CONTROL = (Opcode.PING, Opcode.PONG)
 _DATA = (Opcode.TEXT, Opcode.BINARY, Opcode.CONT)
 
@@ -636,10 +637,13 @@ class ChannelSocket(asyncio.Protocol):
         asks_upgrade = bool(upgrade) or any(
             name == b"connection" and b"upgrade" in _token_list(value) for name, value in headers
         )
-        try:
-            path = urllib.parse.unquote(httptools.parse_url(url).path.decode("ascii"))
-        except (httptools.HttpParserInvalidURLError, UnicodeDecodeError):
-            path = ""
+        if url == _PATH_BYTES:  # the usual request: no query, no escapes to decode
+            path = PATH
+        else:
+            try:
+                path = urllib.parse.unquote(httptools.parse_url(url).path.decode("ascii"))
+            except (httptools.HttpParserInvalidURLError, UnicodeDecodeError):
+                path = ""
         if not asks_upgrade or (path != PATH and b"websocket" not in upgrade):
             self._hand_over(buf)  # a plain GET (the channel path answers 426 from the route)
             return
