@@ -42,7 +42,15 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from loadgen import HttpClient, WsClient, WsClosed, cpu_seconds, start_process, stop_process
+import loadgen
+from loadgen import (
+    HttpClient,
+    WsClient,
+    cpu_seconds,
+    rendezvous_once,
+    start_process,
+    stop_process,
+)
 
 CODE = "135790"
 NUMBER = "+15550009998"
@@ -88,25 +96,7 @@ def start_node(workdir: Path, name: str, backend: list[str]) -> Node:
 
 
 async def register(node: Node) -> None:
-    http = await HttpClient.connect(node.host, node.port)
-    try:
-        host = f"Host: {node.host}:{node.port}".encode()
-        status, data = await http.request(
-            b"GET /v1/accounts/sms/code/" + NUMBER.encode() + b" HTTP/1.1\r\n" + host
-        )
-        assert status == 200, data
-        token = base64.b64encode(f"{NUMBER}:{PASSWORD}".encode())
-        status, data = await http.request(
-            f"PUT /v1/accounts/code/{CODE} HTTP/1.1\r\n".encode()
-            + host
-            + b"\r\nAuthorization: Basic "
-            + token
-            + b"\r\nContent-Type: application/json",
-            json.dumps({"registrationId": 1, "fetchesMessages": True}).encode(),
-        )
-        assert status == 200, data
-    finally:
-        http.close()
+    await loadgen.register(node.host, node.port, NUMBER, PASSWORD, CODE)
 
 
 BODY = json.dumps(
@@ -121,26 +111,11 @@ EXPECTED = {"message": BODY_B64}
 
 
 async def rendezvous(holder: Node, via: Node, http: HttpClient) -> None:
+    """The channel on ``holder``, the PUT through ``via`` (the same node, or another)."""
     ws = await WsClient.connect(holder.host, holder.port, PATH)
-    try:
-        channel = json.loads(await ws.recv())["uuid"]
-        status, data = await http.request(
-            b"PUT /v1/messages/" + channel.encode() + via.put_suffix, BODY
-        )
-        if status != 200:
-            raise RuntimeError(f"PUT answered {status}: {data[:200]!r}")
-        if json.loads(await ws.recv()) != EXPECTED:
-            raise RuntimeError("wrong message frame")
-        try:
-            await ws.recv()
-            raise RuntimeError("a second frame")
-        except WsClosed as closed:
-            if closed.code != 1000:
-                raise RuntimeError(f"closed with {closed.code}") from None
-        await ws.wait_closed()
-    except BaseException:
-        ws.abort()
-        raise
+    await rendezvous_once(
+        ws, http, lambda channel: b"PUT /v1/messages/" + channel + via.put_suffix, BODY, EXPECTED
+    )
 
 
 def _node_cpu(nodes: list[Node]) -> float:

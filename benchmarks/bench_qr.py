@@ -12,43 +12,21 @@ zxing-cpp passes). Target: median ≤ 30 ms, and every run must decode.
 from __future__ import annotations
 
 import argparse
-import io
 import json
-import random
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from PIL import Image, ImageChops, ImageFilter
-
-from textsecure_provision.qr.render import render_png
 from textsecure_provision.qr.scan import scan_text
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+from qr_photos import photo_of_screen, qr_image  # noqa: E402  (the tests' simulation, B6's input)
+
 LINK: str = json.loads((ROOT / "tests" / "vectors" / "device_init.json").read_text())["qr_link"]
 TARGET_MS = 30.0
-
-
-def photo_of_screen(
-    text: str, *, angle: float, blur: float, noise: float = 20.0, quality: int = 60, seed: int = 0
-) -> bytes:
-    """The same simulation as tests/unit/test_qr_scan.py: code at 60 % of a 1000 px frame."""
-    size, side = 1000, 600
-    code = Image.open(io.BytesIO(render_png(text))).convert("L")
-    canvas = Image.new("L", (size, size), 60)
-    canvas.paste(code.resize((side, side), Image.Resampling.NEAREST), ((size - side) // 2,) * 2)
-    canvas = canvas.rotate(angle, resample=Image.Resampling.BILINEAR, fillcolor=60)
-    canvas = canvas.filter(ImageFilter.GaussianBlur(blur))
-    # Lower contrast (a screen is not paper), then uniform noise of ± noise levels.
-    canvas = canvas.point(lambda v: int(v * 0.8 + 30))
-    grain = Image.frombytes("L", (size, size), random.Random(seed).randbytes(size * size))
-    grain = grain.point(lambda v: int(128 - noise + v * 2 * noise / 255))
-    picture = ImageChops.add(canvas, grain, scale=1.0, offset=-128).convert("RGB")
-    buffer = io.BytesIO()
-    picture.save(buffer, format="JPEG", quality=quality)
-    return buffer.getvalue()
 
 
 def main() -> int:
@@ -63,7 +41,7 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "photo.jpg"
-        path.write_bytes(photo_of_screen(LINK, angle=args.angle, blur=args.blur))
+        path.write_bytes(photo_of_screen(qr_image(LINK), angle=args.angle, blur=args.blur))
         scan_text(path)  # warm-up: imports and first-call setup are not what we measure
         times_ms: list[float] = []
         failures = 0

@@ -33,7 +33,6 @@ import argparse
 import asyncio
 import contextlib
 import itertools
-import json
 import os
 import shutil
 import sys
@@ -48,7 +47,15 @@ from urllib.parse import urlsplit, urlunsplit
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_multinode as mn
-from loadgen import HttpClient, Sample, cpu_pressure, cpu_seconds, stop_process
+from loadgen import (
+    HttpClient,
+    Sample,
+    cpu_pressure,
+    cpu_seconds,
+    level_arguments,
+    run_measured,
+    stop_process,
+)
 
 TARGET_PG1 = 0.5
 TARGET_CROSS = 0.4
@@ -285,23 +292,11 @@ def report(result: dict[str, Any]) -> None:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--concurrency", default="50", type=lambda s: [int(x) for x in s.split(",")]
-    )
-    parser.add_argument("--count", type=int, default=30000, help="rendezvous per level (bound)")
-    parser.add_argument("--seconds", type=float, default=6.0, help="time per level and setup")
-    parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds per level")
+    level_arguments(parser, concurrency="50", rounds=2, per="setup")
     parser.add_argument("--count-rdv", type=int, default=200, help="rendezvous counted on the wire")
     parser.add_argument("--json", action="store_true", help="also print the result as JSON")
     args = parser.parse_args(argv)
-    import uvloop
-
-    result = uvloop.run(measure(args))
-    report(result)
-    result["ok"], result["summary"] = verdict(result)
-    if args.json:
-        print(json.dumps(result))
-    return result
+    return run_measured(measure(args), report, verdict, args.json)
 
 
 if __name__ == "__main__":

@@ -14,9 +14,11 @@ pinning, and the latency summary used by every load benchmark.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import base64
 import hashlib
+import json
 import os
 import random
 import statistics
@@ -24,7 +26,7 @@ import struct
 import subprocess
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -469,3 +471,85 @@ async def run_level(
     sample = Sample(concurrency)
     await run_round(sample, one, make_state, close_state, count, seconds, server_pid)
     return sample.summary()
+
+
+# -- one rendezvous, and a benchmark's command line -----------------------------------------------
+
+
+async def rendezvous_once(
+    ws: WsClient, http: HttpClient, put_head: Callable[[bytes], bytes], body: bytes, expected: Any
+) -> None:
+    """One §4.1 rendezvous on our server: read the channel's ``{"uuid"}`` frame from ``ws``, PUT
+    ``body`` to it over ``http`` (``put_head(uuid)`` is the request's head), then the message
+    frame must equal ``expected`` and be the last before a 1000 close. ``ws`` is aborted on
+    any failure."""
+    try:
+        channel = json.loads(await ws.recv())["uuid"]
+        status, data = await http.request(put_head(channel.encode()), body)
+        if status != 200:
+            raise RuntimeError(f"PUT answered {status}: {data[:200]!r}")
+        if json.loads(await ws.recv()) != expected:
+            raise RuntimeError("wrong message frame")
+        try:
+            await ws.recv()
+            raise RuntimeError("a second frame")
+        except WsClosed as closed:
+            if closed.code != 1000:
+                raise RuntimeError(f"closed with {closed.code}") from None
+        await ws.wait_closed()
+    except BaseException:
+        ws.abort()
+        raise
+
+
+async def register(host: str, port: int, number: str, password: str, code: str) -> None:
+    """Register ``number`` (device 1, ``password``) on our server with the registration
+    ``code`` (the server runs with a fixed dev code)."""
+    http = await HttpClient.connect(host, port)
+    try:
+        head = f"Host: {host}:{port}".encode()
+        status, data = await http.request(
+            b"GET /v1/accounts/sms/code/" + number.encode() + b" HTTP/1.1\r\n" + head
+        )
+        assert status == 200, data
+        token = base64.b64encode(f"{number}:{password}".encode())
+        status, data = await http.request(
+            f"PUT /v1/accounts/code/{code} HTTP/1.1\r\n".encode()
+            + head
+            + b"\r\nAuthorization: Basic "
+            + token
+            + b"\r\nContent-Type: application/json",
+            json.dumps({"registrationId": 1, "fetchesMessages": True}).encode(),
+        )
+        assert status == 200, data
+    finally:
+        http.close()
+
+
+def level_arguments(
+    parser: argparse.ArgumentParser, concurrency: str, rounds: int, per: str
+) -> None:
+    """The options every level-by-level load benchmark takes (``per``: "side", "setup"...)."""
+    parser.add_argument(
+        "--concurrency", default=concurrency, type=lambda s: [int(x) for x in s.split(",")]
+    )
+    parser.add_argument("--count", type=int, default=30000, help="rendezvous per level (bound)")
+    parser.add_argument("--seconds", type=float, default=6.0, help=f"time per level and {per}")
+    parser.add_argument("--rounds", type=int, default=rounds, help="interleaved rounds per level")
+
+
+def run_measured(
+    measure: Coroutine[Any, Any, dict[str, Any]],
+    report: Callable[[dict[str, Any]], None],
+    verdict: Callable[[dict[str, Any]], tuple[bool, str]],
+    as_json: bool,
+) -> dict[str, Any]:
+    """Run ``measure`` on uvloop, print its report, and add the verdict (``ok``, ``summary``)."""
+    import uvloop
+
+    result = uvloop.run(measure)
+    report(result)
+    result["ok"], result["summary"] = verdict(result)
+    if as_json:
+        print(json.dumps(result))
+    return result

@@ -6,7 +6,9 @@ import asyncio
 import os
 import socket
 from pathlib import Path
+from typing import Any
 
+import pytest
 from e2e_helpers import Account, Server, folder_digest, new_number, run
 
 from textsecure_provision.crypto.keys import KeyPair
@@ -169,39 +171,36 @@ def test_expired_channel_is_renewed_and_old_link_gets_404(
     assert folder_digest(home) == "absent"
 
 
-def test_tampered_device_init_exits_8(master: Account, tmp_path: Path, background) -> None:
+@pytest.mark.parametrize(
+    ("crafted", "exit_code", "error", "says"),
+    [
+        pytest.param({"tamper": True}, 8, "EnvelopeError", ("hint", "tampered"), id="tampered"),
+        pytest.param(
+            {"raw": b"\xff" * 40}, 8, "BadMessageError", ("message", "malformed"), id="garbage"
+        ),
+        pytest.param({"code": 123456789}, 7, "CodeRejectedError", None, id="wrong-code"),
+    ],
+)
+def test_a_bad_device_init_fails_the_secondary(
+    master: Account,
+    tmp_path: Path,
+    background: Any,
+    crafted: dict[str, Any],
+    exit_code: int,
+    error: str,
+    says: tuple[str, str] | None,
+) -> None:
     home = tmp_path / "secondary"
     secondary = background("secondary", "--json", "--yes", home=home, server=master.server)
     link = secondary.wait_event("channel_opened")["link"]
-    send_crafted(master, link, tamper=True)
-    assert secondary.wait() == 8
+    send_crafted(master, link, **crafted)
+    assert secondary.wait() == exit_code
     err = secondary.seen_event("error")
-    assert err["error"] == "EnvelopeError"
-    assert "tampered" in err["hint"]
+    assert err["error"] == error
+    if says is not None:
+        field, fragment = says
+        assert fragment in err[field]
     assert folder_digest(home) == "absent"
-
-
-def test_garbage_device_init_exits_8(master: Account, tmp_path: Path, background) -> None:
-    home = tmp_path / "secondary"
-    secondary = background("secondary", "--json", "--yes", home=home, server=master.server)
-    link = secondary.wait_event("channel_opened")["link"]
-    send_crafted(master, link, raw=b"\xff" * 40)
-    assert secondary.wait() == 8
-    err = secondary.seen_event("error")
-    assert err["error"] == "BadMessageError"
-    assert "malformed" in err["message"]
-    assert folder_digest(home) == "absent"
-
-
-def test_wrong_provisioning_code_exits_7(master: Account, tmp_path: Path, background) -> None:
-    home = tmp_path / "secondary"
-    secondary = background("secondary", "--json", "--yes", home=home, server=master.server)
-    link = secondary.wait_event("channel_opened")["link"]
-    send_crafted(master, link, code=123456789)
-    assert secondary.wait() == 7
-    assert secondary.seen_event("error")["error"] == "CodeRejectedError"
-    assert folder_digest(home) == "absent"
-
 
 def test_reused_provisioning_code_exits_7(master: Account, tmp_path: Path, background) -> None:
     first_home, second_home = tmp_path / "first", tmp_path / "second"

@@ -198,6 +198,22 @@ def link_with_code(client: httpx.Client, master: Device, code: str) -> httpx.Res
     )
 
 
+def linked_pair(client: httpx.Client, registration_id: int) -> tuple[Device, Device]:
+    """A new master with keys uploaded, and a device linked to it with ``registration_id``
+    (no keys of its own)."""
+    master = register(client)
+    r = client.put("/v1/keys", json=keys_body(master.identity), auth=master.auth)
+    assert r.status_code == 200, r.text
+    code = provisioning_code(client, master)
+    password = new_password()
+    r = client.put(
+        f"/v1/devices/{code}", json={"registrationId": registration_id}, auth=(master.number, password)
+    )
+    assert r.status_code == 200, r.text
+    second = Device(master.number, r.json()["deviceId"], password, registration_id, master.identity)
+    return master, second
+
+
 def keys_body(identity: KeyPair, prekeys: int = 3) -> dict[str, Any]:
     spk = KeyPair.generate().public.serialize()
     return {

@@ -28,7 +28,7 @@ from .support import (
     ServerProcess,
     b64,
     integrity_ok,
-    keys_body,
+    linked_pair,
     make_server_process,
     new_number,
     new_password,
@@ -138,16 +138,6 @@ def link_status(c: httpx.Client, number: str, code: str) -> int:
 # -- the server killed between storing a message and its acknowledgement -------------------
 
 
-def linked_pair(c: httpx.Client) -> tuple[Device, Device]:
-    master = register(c)
-    assert c.put("/v1/keys", json=keys_body(master.identity), auth=master.auth).status_code == 200
-    code = provisioning_code(c, master)
-    password = new_password()
-    r = c.put(f"/v1/devices/{code}", json={"registrationId": 77}, auth=(master.number, password))
-    assert r.status_code == 200, r.text
-    return master, Device(master.number, r.json()["deviceId"], password, 77, master.identity)
-
-
 def send(c: httpx.Client, sender: Device, to: Device, body: bytes) -> httpx.Response:
     message = {
         "type": 1,
@@ -175,7 +165,7 @@ def fetch_all(c: httpx.Client, device: Device, *, ack: bool) -> list[dict[str, A
 def test_stored_message_survives_a_kill_until_acknowledged(relay: Any) -> None:
     srv = relay()
     with httpx.Client(base_url=srv.url, timeout=10) as c:
-        master, second = linked_pair(c)
+        master, second = linked_pair(c, 77)
         assert send(c, master, second, b"\x00kept until acked\xff").status_code == 200
     restart(srv)  # stored, not acknowledged
     with httpx.Client(base_url=srv.url, timeout=10) as c:
@@ -199,7 +189,7 @@ def test_kill_during_concurrent_sends_and_acks_loses_nothing(relay: Any) -> None
     have deleted; both are allowed, and the client retries or re-fetches.)"""
     srv = relay("--rate-limit", "message_send_device=off")
     with httpx.Client(base_url=srv.url, timeout=10) as c:
-        master, second = linked_pair(c)
+        master, second = linked_pair(c, 77)
     stored: set[bytes] = set()
     acked: set[bytes] = set()
     acking: set[bytes] = set()  # DELETE sent: if its answer never came, either outcome is fine

@@ -29,10 +29,9 @@ from .support import (
     fuzz,
     fuzz_examples,
     keys_body,
+    linked_pair,
     new_number,
     new_password,
-    provisioning_code,
-    register,
 )
 
 pytestmark = pytest.mark.fuzz
@@ -47,13 +46,7 @@ def http(fuzz_server: LiveServer) -> Iterator[httpx.Client]:
 @pytest.fixture(scope="module")
 def account(http: httpx.Client) -> tuple[Device, Device]:
     """A master with keys and a linked device 2 with keys: deep paths have data to reach."""
-    master = register(http)
-    assert http.put("/v1/keys", json=keys_body(master.identity), auth=master.auth).status_code == 200
-    code = provisioning_code(http, master)
-    password = new_password()
-    r = http.put(f"/v1/devices/{code}", json={"registrationId": 9}, auth=(master.number, password))
-    assert r.status_code == 200, r.text
-    second = Device(master.number, r.json()["deviceId"], password, 9, master.identity)
+    master, second = linked_pair(http, 9)
     assert http.put("/v1/keys", json=keys_body(master.identity), auth=second.auth).status_code == 200
     return master, second
 

@@ -40,12 +40,11 @@ def live_nameplate(fuzz_server: LiveServer, http: httpx.Client) -> Iterator[tupl
     """An open channel and its nameplate, so the deep paths have a real mailbox to reach."""
     from websockets.sync.client import connect
 
-    ws = connect(fuzz_server.url.replace("http://", "ws://") + "/v1/temp_websocket")
-    channel = json.loads(ws.recv(timeout=10))["uuid"]
-    r = http.post("/v1/nameplates", json={"channel": channel})
-    assert r.status_code == 200, r.text
-    yield r.json()["nameplate"], r.json()["token"]
-    ws.close()
+    with connect(fuzz_server.url.replace("http://", "ws://") + "/v1/temp_websocket") as ws:
+        channel = json.loads(ws.recv(timeout=10))["uuid"]
+        r = http.post("/v1/nameplates", json={"channel": channel})
+        assert r.status_code == 200, r.text
+        yield r.json()["nameplate"], r.json()["token"]
 
 
 tokens = st.one_of(

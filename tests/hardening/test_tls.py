@@ -82,26 +82,21 @@ def secondary_cmd(tmp: Path, url: str, ca: Path | None) -> Any:
 
 
 @pytest.mark.parametrize("command", [register_cmd, secondary_cmd], ids=["https", "wss"])
-def test_certificate_from_another_ca_is_refused(tls: Tls, tmp_path: Path, command: Any) -> None:
+@pytest.mark.parametrize(
+    ("server", "ca", "says"),
+    [
+        pytest.param("good", "other_ca", ("certificate", "unable to get local issuer certificate"),
+                     id="another-ca"),
+        pytest.param("wrong_host", "wrong_host", ("mismatch",), id="another-host"),
+        pytest.param("expired", "expired", ("expired",), id="expired"),
+    ],
+)  # fmt: skip
+def test_a_certificate_that_cannot_be_verified_is_refused(
+    tls: Tls, tmp_path: Path, command: Any, server: str, ca: str, says: tuple[str, ...]
+) -> None:
     home = tmp_path / "home"
-    res = command(home, tls.servers["good"].url, tls.other_ca.ca)
-    refused(res, "certificate", "could not be verified", "unable to get local issuer certificate")
-    assert folder_digest(home) == "absent"
-
-
-@pytest.mark.parametrize("command", [register_cmd, secondary_cmd], ids=["https", "wss"])
-def test_certificate_for_another_host_is_refused(tls: Tls, tmp_path: Path, command: Any) -> None:
-    home = tmp_path / "home"
-    res = command(home, tls.servers["wrong_host"].url, tls.wrong_host.ca)
-    refused(res, "could not be verified", "mismatch")
-    assert folder_digest(home) == "absent"
-
-
-@pytest.mark.parametrize("command", [register_cmd, secondary_cmd], ids=["https", "wss"])
-def test_expired_certificate_is_refused(tls: Tls, tmp_path: Path, command: Any) -> None:
-    home = tmp_path / "home"
-    res = command(home, tls.servers["expired"].url, tls.expired.ca)
-    refused(res, "could not be verified", "expired")
+    res = command(home, tls.servers[server].url, getattr(tls, ca).ca)
+    refused(res, "could not be verified", *says)
     assert folder_digest(home) == "absent"
 
 

@@ -10,6 +10,8 @@ from typing import Any
 
 import server_harness as harness  # tests/, on sys.path (tests/conftest.py)
 
+from textsecure_provision.flows.config import FlowConfig
+from textsecure_provision.flows.register import register_account
 from textsecure_provision.flows.ui import RecordingUi
 
 CODE = "424242"  # the server's fixed test registration code
@@ -27,6 +29,15 @@ async def running_server(tmp_path: Path, **config: Any) -> AsyncIterator[str]:
         yield srv.url
     finally:
         await asyncio.to_thread(srv.stop)
+
+
+async def register_master(url: str, tmp_path: Path) -> FlowConfig:
+    """The account ``NUMBER`` registered on ``url``, its device 1's data in ``tmp_path/master``."""
+    config = FlowConfig(data_dir=str(tmp_path / "master"), server_url=url)
+    ui = RecordingUi()
+    await register_account(config, ui, NUMBER, code=CODE, name="phone")
+    assert ui.names() == ["account_registered"]
+    return config
 
 
 class LinkUi(RecordingUi):

@@ -96,34 +96,22 @@ async def test_expiry_closes_1001_and_later_put_is_404(
         assert server.services.metrics.channels_expired == 1
 
 
+@pytest.mark.parametrize(
+    ("junk", "codes"),
+    [
+        pytest.param("junk that the channel does not carry", {1008}, id="text"),
+        pytest.param(b"\x00\xff" * 10, {1008}, id="binary"),
+        pytest.param("x" * 100_000, {1008, 1009}, id="oversized"),
+    ],
+)
 async def test_client_sending_anything_closes_the_channel(
-    server: RunningServer, client: httpx.AsyncClient
+    server: RunningServer, client: httpx.AsyncClient, junk: str | bytes, codes: set[int]
 ) -> None:
+    # §4.1 step 4: the channel carries nothing from the client; it closes, never a 500.
     master = await register(client)
     ws, channel = await open_channel(server)
-    await ws.send("junk that the channel does not carry")
-    assert await closed_code(ws) == 1008
-    r = await put_channel(client, master, channel)
-    assert r.status_code == 404
-
-
-async def test_client_sending_binary_junk_closes_too(
-    server: RunningServer, client: httpx.AsyncClient
-) -> None:
-    master = await register(client)
-    ws, channel = await open_channel(server)
-    await ws.send(b"\x00\xff" * 10)
-    assert await closed_code(ws) == 1008
-    assert (await put_channel(client, master, channel)).status_code == 404
-
-
-async def test_oversized_client_frame_closes_without_a_server_error(
-    server: RunningServer, client: httpx.AsyncClient
-) -> None:
-    master = await register(client)
-    ws, channel = await open_channel(server)
-    await ws.send("x" * 100_000)
-    assert await closed_code(ws) in (1008, 1009)
+    await ws.send(junk)
+    assert await closed_code(ws) in codes
     assert (await put_channel(client, master, channel)).status_code == 404
     assert server.services.metrics.internal_errors == 0
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from import_probe import modules_loaded  # tests/, on sys.path (tests/conftest.py)
 from server_harness import make_pki  # tests/, on sys.path (tests/conftest.py)
 
 START_TIMEOUT_S = 20.0
@@ -208,14 +209,8 @@ def test_an_unreachable_dependency_stops_the_start_with_a_clear_error(
 
 
 def test_cli_module_imports_nothing_heavy() -> None:
-    code = (
-        "import sys, textsecure_provision.cli.server\n"
-        "print(sorted(m for m in sys.modules if m.split('.')[0] in "
-        "('starlette', 'uvicorn', 'httpx', 'websockets')"
-        " or m.startswith('textsecure_provision.server')))"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"
+    heavy = ["starlette", "uvicorn", "httpx", "websockets", "textsecure_provision.server"]
+    assert modules_loaded("import textsecure_provision.cli.server", heavy) == []
 
 
 def test_tls(tmp_path: Path, spawn: Spawn) -> None:

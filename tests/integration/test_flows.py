@@ -41,7 +41,7 @@ from textsecure_provision.flows.secondary import (
 from textsecure_provision.flows.ui import RecordingUi
 from textsecure_provision.store import DeviceRecord, DeviceStore
 
-from .flow_support import CODE, NUMBER, LinkUi, running_server
+from .flow_support import NUMBER, LinkUi, register_master, running_server
 
 
 def prompts_and_steps(ui: RecordingUi) -> list[str]:
@@ -53,14 +53,6 @@ def prompts_and_steps(ui: RecordingUi) -> list[str]:
 async def server(tmp_path: Path) -> AsyncIterator[str]:
     async with running_server(tmp_path) as url:
         yield url
-
-
-async def register_master(url: str, tmp_path: Path) -> FlowConfig:
-    config = FlowConfig(data_dir=str(tmp_path / "master"), server_url=url)
-    ui = RecordingUi()
-    await register_account(config, ui, NUMBER, code=CODE, name="phone")
-    assert ui.names() == ["account_registered"]
-    return config
 
 
 def digest(path: Path) -> Any:
@@ -214,17 +206,27 @@ async def test_short_channel_ttl_renews_with_new_keys_then_times_out(tmp_path: P
     assert not (tmp_path / "secondary").exists()
 
 
-async def test_no_verify_then_verify(server: str, tmp_path: Path) -> None:
+async def link_without_verify(
+    server: str, tmp_path: Path
+) -> tuple[FlowConfig, LinkUi, MasterLinkResult, PendingSaved]:
+    """A link received with ``--no-verify``: the secondary's config and ui, the master's
+    result, and the pending link the secondary saved (in ``tmp_path/secondary``)."""
     master = await register_master(server, tmp_path)
-    home = tmp_path / "secondary"
-    secondary = FlowConfig(data_dir=str(home), server_url=server)
+    secondary = FlowConfig(data_dir=str(tmp_path / "secondary"), server_url=server)
     s_ui = LinkUi()
     listening = asyncio.create_task(
         listen_secondary(secondary, s_ui, ListenOptions(no_verify=True))
     )
     result = await link_master(master, RecordingUi(), await asyncio.wait_for(s_ui.links.get(), 10))
     saved = await asyncio.wait_for(listening, 10)
-    assert isinstance(saved, PendingSaved) and saved.confirmation == result.confirmation
+    assert isinstance(saved, PendingSaved)
+    return secondary, s_ui, result, saved
+
+
+async def test_no_verify_then_verify(server: str, tmp_path: Path) -> None:
+    secondary, s_ui, result, saved = await link_without_verify(server, tmp_path)
+    home = tmp_path / "secondary"
+    assert saved.confirmation == result.confirmation
     assert s_ui.names() == ["channel_opened", "device_init_received", "pending_saved"]
     assert json.loads((home / "pending_link.json").read_text())["version"] == 1
 
@@ -243,15 +245,8 @@ async def test_no_verify_then_verify(server: str, tmp_path: Path) -> None:
 
 
 async def test_expired_pending_link_is_dropped(server: str, tmp_path: Path) -> None:
-    master = await register_master(server, tmp_path)
+    secondary, _, _, saved = await link_without_verify(server, tmp_path)
     home = tmp_path / "secondary"
-    secondary = FlowConfig(data_dir=str(home), server_url=server)
-    s_ui = LinkUi()
-    listening = asyncio.create_task(
-        listen_secondary(secondary, s_ui, ListenOptions(no_verify=True))
-    )
-    await link_master(master, RecordingUi(), await asyncio.wait_for(s_ui.links.get(), 10))
-    saved = await asyncio.wait_for(listening, 10)
     with pytest.raises(TimedOutError, match="expired"):
         await verify_pending(secondary, RecordingUi(), now_ms=saved.expires_ms)
     assert not (home / "pending_link.json").exists()

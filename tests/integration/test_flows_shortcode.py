@@ -22,7 +22,6 @@ from textsecure_provision.errors import (
 )
 from textsecure_provision.flows.config import FlowConfig
 from textsecure_provision.flows.devices import api_for, list_devices
-from textsecure_provision.flows.register import register_account
 from textsecure_provision.flows.secondary import ListenOptions, listen_secondary
 from textsecure_provision.flows.shortcode import link_master_by_code
 from textsecure_provision.flows.ui import RecordingUi
@@ -31,7 +30,7 @@ from textsecure_provision.protocol.wordlist import WORDS
 from textsecure_provision.store import DeviceRecord, DeviceStore
 from textsecure_provision.transport.nameplates import claim_nameplate
 
-from .flow_support import CODE, NUMBER, LinkUi, running_server
+from .flow_support import NUMBER, LinkUi, register_master, running_server
 
 
 class CodeUi(LinkUi):
@@ -52,10 +51,17 @@ async def server(tmp_path: Path) -> AsyncIterator[str]:
         yield url
 
 
-async def register_master(url: str, tmp_path: Path) -> FlowConfig:
-    config = FlowConfig(data_dir=str(tmp_path / "master"), server_url=url)
-    await register_account(config, RecordingUi(), NUMBER, code=CODE, name="phone")
-    return config
+async def secondary_showing_code(
+    url: str, tmp_path: Path, options: ListenOptions | None = None
+) -> tuple[CodeUi, asyncio.Task[Any], str]:
+    """A secondary listening on ``url``, once it shows its short code: its ui, its task, the
+    code."""
+    secondary = FlowConfig(data_dir=str(tmp_path / "secondary"), server_url=url)
+    s_ui = CodeUi()
+    listening = asyncio.create_task(listen_secondary(secondary, s_ui, options))
+    code = await asyncio.wait_for(s_ui.codes.get(), 10)
+    assert code is not None
+    return s_ui, listening, code
 
 
 def wrong_secret(code: str) -> str:
@@ -67,13 +73,11 @@ def wrong_secret(code: str) -> str:
 
 async def test_link_by_code_has_the_qr_links_events(server: str, tmp_path: Path) -> None:
     master = await register_master(server, tmp_path)
-    secondary = FlowConfig(data_dir=str(tmp_path / "secondary"), server_url=server)
-    s_ui, m_ui = CodeUi(), RecordingUi()
-    listening = asyncio.create_task(
-        listen_secondary(secondary, s_ui, ListenOptions(expect_number=NUMBER))
+    m_ui = RecordingUi()
+    s_ui, listening, code = await secondary_showing_code(
+        server, tmp_path, ListenOptions(expect_number=NUMBER)
     )
-    code = await asyncio.wait_for(s_ui.codes.get(), 10)
-    assert code is not None and parse_code(code).nameplate == 1  # the smallest free number
+    assert parse_code(code).nameplate == 1  # the smallest free number
     assert s_ui.fields("channel_opened")["code"] == code
     result = await link_master_by_code(master, m_ui, code.upper().replace("-", " "))
     record = await asyncio.wait_for(listening, 10)
@@ -90,11 +94,7 @@ async def test_link_by_code_has_the_qr_links_events(server: str, tmp_path: Path)
 
 async def test_wrong_code_fails_both_sides_and_burns_it(server: str, tmp_path: Path) -> None:
     master = await register_master(server, tmp_path)
-    secondary = FlowConfig(data_dir=str(tmp_path / "secondary"), server_url=server)
-    s_ui = CodeUi()
-    listening = asyncio.create_task(listen_secondary(secondary, s_ui))
-    code = await asyncio.wait_for(s_ui.codes.get(), 10)
-    assert code is not None
+    _, listening, code = await secondary_showing_code(server, tmp_path)
     with pytest.raises(WrongShortCodeError) as on_master:
         await link_master_by_code(master, RecordingUi(), wrong_secret(code))
     with pytest.raises(WrongShortCodeError) as on_secondary:
@@ -109,15 +109,11 @@ async def test_wrong_code_fails_both_sides_and_burns_it(server: str, tmp_path: P
         await link_master_by_code(master, RecordingUi(), code)
 
 
-async def test_second_claim_is_refused(server: str, tmp_path: Path) -> None:
+async def test_a_used_code_is_gone_after_its_link(server: str, tmp_path: Path) -> None:
     master = await register_master(server, tmp_path)
-    secondary = FlowConfig(data_dir=str(tmp_path / "secondary"), server_url=server)
-    s_ui = CodeUi()
-    listening = asyncio.create_task(
-        listen_secondary(secondary, s_ui, ListenOptions(expect_number=NUMBER))
+    _, listening, code = await secondary_showing_code(
+        server, tmp_path, ListenOptions(expect_number=NUMBER)
     )
-    code = await asyncio.wait_for(s_ui.codes.get(), 10)
-    assert code is not None
     await link_master_by_code(master, RecordingUi(), code)
     await asyncio.wait_for(listening, 10)
     # The channel got its DeviceInit: the nameplate died with it.
@@ -127,11 +123,7 @@ async def test_second_claim_is_refused(server: str, tmp_path: Path) -> None:
 
 async def test_a_claimed_code_refuses_a_second_claim(server: str, tmp_path: Path) -> None:
     master = await register_master(server, tmp_path)
-    secondary = FlowConfig(data_dir=str(tmp_path / "secondary"), server_url=server)
-    s_ui = CodeUi()
-    listening = asyncio.create_task(listen_secondary(secondary, s_ui))
-    code = await asyncio.wait_for(s_ui.codes.get(), 10)
-    assert code is not None
+    _, listening, code = await secondary_showing_code(server, tmp_path)
     record = DeviceStore(master.data_dir).require_record()
     async with api_for(record, master) as api:
         first = await claim_nameplate(api, parse_code(code).nameplate)

@@ -8,6 +8,7 @@ from typing import Any
 
 import httpx
 import pytest
+from json_edit import DELETE, edited  # tests/, on sys.path (tests/conftest.py)
 
 from textsecure_provision.crypto.keys import KeyPair
 
@@ -124,15 +125,7 @@ def _mutations() -> list[tuple[str, Any]]:
     wrong_type = b64(b"\x06" + bytes(32))
 
     def mutate(path: list[Any], value: Any) -> dict[str, Any]:
-        body = json.loads(json.dumps(base))
-        target = body
-        for p in path[:-1]:
-            target = target[p]
-        if value is _DELETE:
-            del target[path[-1]]
-        else:
-            target[path[-1]] = value
-        return body
+        return edited(base, path, value)
 
     return [
         ("identity-32-bytes", mutate(["identityKey"], short_key)),
@@ -152,8 +145,8 @@ def _mutations() -> list[tuple[str, Any]]:
             ),
         ),
         ("identity-number", mutate(["identityKey"], 5)),
-        ("identity-missing", mutate(["identityKey"], _DELETE)),
-        ("spk-missing", mutate(["signedPreKey"], _DELETE)),
+        ("identity-missing", mutate(["identityKey"], DELETE)),
+        ("spk-missing", mutate(["signedPreKey"], DELETE)),
         ("spk-list", mutate(["signedPreKey"], [])),
         ("spk-key-short", mutate(["signedPreKey", "publicKey"], short_key)),
         ("spk-sig-short", mutate(["signedPreKey", "signature"], b64(bytes(63)))),
@@ -161,7 +154,7 @@ def _mutations() -> list[tuple[str, Any]]:
         ("spk-id-negative", mutate(["signedPreKey", "keyId"], -7)),
         ("spk-id-huge", mutate(["signedPreKey", "keyId"], 2**40)),
         ("prekeys-object", mutate(["preKeys"], {})),
-        ("prekeys-missing", mutate(["preKeys"], _DELETE)),
+        ("prekeys-missing", mutate(["preKeys"], DELETE)),
         ("prekey-not-object", mutate(["preKeys", 0], "x")),
         ("prekey-key-long", mutate(["preKeys", 0, "publicKey"], b64(b"\x05" + bytes(33)))),
         ("prekey-id-bool", mutate(["preKeys", 0, "keyId"], True)),
@@ -171,7 +164,6 @@ def _mutations() -> list[tuple[str, Any]]:
     ]
 
 
-_DELETE = object()
 
 
 _MUTATIONS = _mutations()

@@ -5,13 +5,13 @@ does."""
 from __future__ import annotations
 
 import base64
-import copy
 import json
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from json_edit import DELETE, edited  # tests/, on sys.path (tests/conftest.py)
 from starlette.routing import Route
 
 from textsecure_provision.crypto.keys import KeyPair
@@ -66,19 +66,6 @@ def refusal(raw: bytes | dict[str, Any] | list[Any], kind: type[Any]) -> str:
     return info.value.message
 
 
-def mutate(doc: dict[str, Any], path: list[Any], value: Any) -> dict[str, Any]:
-    doc = copy.deepcopy(doc)
-    target = doc
-    for step in path[:-1]:
-        target = target[step]
-    if value is DELETE:
-        del target[path[-1]]
-    else:
-        target[path[-1]] = value
-    return doc
-
-
-DELETE = object()
 SHORT_KEY = base64.b64encode(b"\x05" + bytes(31)).decode()
 WRONG_TYPE_KEY = base64.b64encode(b"\x06" + bytes(32)).decode()
 
@@ -123,7 +110,7 @@ KEYS_REFUSALS = [
 
 @pytest.mark.parametrize("path,value,message", KEYS_REFUSALS, ids=[m for _, _, m in KEYS_REFUSALS])
 def test_keys_upload_refusals_name_the_field(path: list[Any], value: Any, message: str) -> None:
-    assert refusal(mutate(keys_doc(), path, value), KeysUpload) == message
+    assert refusal(edited(keys_doc(), path, value), KeysUpload) == message
 
 
 MESSAGE_REFUSALS = [

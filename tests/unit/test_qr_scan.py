@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from PIL import Image, ImageChops, ImageFilter
+from PIL import Image
+from qr_photos import photo_of_screen, qr_image  # tests/, on sys.path (tests/conftest.py)
 
 from textsecure_provision.errors import (
     InvalidInputError,
@@ -64,37 +65,6 @@ ZBAR_MISSING = _zbar_missing()
 def decoder(request: pytest.FixtureRequest) -> str:
     """Every decoding test runs on both backends (zbar where libzbar is installed, as in CI)."""
     return str(request.param)
-
-
-def qr_image(text: str) -> Image.Image:
-    return Image.open(io.BytesIO(render_png(text))).convert("L")
-
-
-def photo_of_screen(
-    code: Image.Image,
-    *,
-    angle: float,
-    blur: float = 2.0,
-    noise: float = 20.0,
-    quality: int = 60,
-    size: int = 1000,
-    fraction: float = 0.6,
-    seed: int = 0,
-) -> bytes:
-    """A JPEG like a phone's picture of a screen: rotated, blurred, low contrast, noisy."""
-    side = int(size * fraction)
-    canvas = Image.new("L", (size, size), 60)  # the screen's bezel / the desk around it
-    canvas.paste(code.resize((side, side), Image.Resampling.NEAREST), ((size - side) // 2,) * 2)
-    canvas = canvas.rotate(angle, resample=Image.Resampling.BILINEAR, fillcolor=60)
-    canvas = canvas.filter(ImageFilter.GaussianBlur(blur))
-    # Lower contrast (a screen is not paper), then uniform noise of ± noise levels.
-    canvas = canvas.point(lambda v: int(v * 0.8 + 30))
-    grain = Image.frombytes("L", (size, size), random.Random(seed).randbytes(size * size))
-    grain = grain.point(lambda v: int(128 - noise + v * 2 * noise / 255))
-    picture = ImageChops.add(canvas, grain, scale=1.0, offset=-128).convert("RGB")
-    buffer = io.BytesIO()
-    picture.save(buffer, format="JPEG", quality=quality)
-    return buffer.getvalue()
 
 
 def save(tmp_path: Path, name: str, data: bytes) -> Path:
@@ -292,13 +262,13 @@ def test_unknown_decoder_is_a_usage_error(tmp_path: Path) -> None:
         scan_text(save(tmp_path, "code.png", render_png(LINK)), decoder="zebra")
 
 
-def test_zbar_without_its_system_library_names_it(tmp_path: Path) -> None:
-    # libzbar is installed here, so its absence is simulated in a fresh interpreter: ctypes'
-    # library search finds nothing (as on a machine without libzbar0). The only mock here.
+def zbar_refusal(tmp_path: Path, missing: str) -> tuple[str, str, int]:
+    """The error of ``scan_text(..., decoder='zbar')`` in a fresh interpreter where
+    ``missing`` (a line of Python) has taken something away: message, hint, exit code."""
     path = save(tmp_path, "code.png", render_png(LINK))
     code = (
         "import ctypes.util, json, sys\n"
-        "ctypes.util.find_library = lambda name: None\n"
+        f"{missing}\n"
         "from textsecure_provision.errors import QrDecoderUnavailableError\n"
         "from textsecure_provision.qr.scan import scan_text\n"
         "try:\n"
@@ -308,6 +278,15 @@ def test_zbar_without_its_system_library_names_it(tmp_path: Path) -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     message, hint, exit_code = json.loads(out.stdout)
+    return message, hint, exit_code
+
+
+def test_zbar_without_its_system_library_names_it(tmp_path: Path) -> None:
+    # libzbar is installed here, so its absence is simulated in a fresh interpreter: ctypes'
+    # library search finds nothing (as on a machine without libzbar0). The only mock here.
+    message, hint, exit_code = zbar_refusal(
+        tmp_path, "ctypes.util.find_library = lambda name: None"
+    )
     assert message == (
         "the zbar decoder needs the zbar system library (libzbar.so), which was not found"
     )
@@ -316,19 +295,7 @@ def test_zbar_without_its_system_library_names_it(tmp_path: Path) -> None:
 
 
 def test_zbar_without_pyzbar_names_the_extra(tmp_path: Path) -> None:
-    path = save(tmp_path, "code.png", render_png(LINK))
-    code = (
-        "import json, sys\n"
-        "sys.modules['pyzbar'] = None  # as if not installed\n"
-        "from textsecure_provision.errors import QrDecoderUnavailableError\n"
-        "from textsecure_provision.qr.scan import scan_text\n"
-        "try:\n"
-        f"    scan_text({str(path)!r}, decoder='zbar')\n"
-        "except QrDecoderUnavailableError as exc:\n"
-        "    print(json.dumps([exc.message, exc.hint]))\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    message, hint = json.loads(out.stdout)
+    message, hint, _ = zbar_refusal(tmp_path, "sys.modules['pyzbar'] = None  # not installed")
     assert "pyzbar package" in message
     assert "textsecure-provision[zbar]" in hint
 

@@ -9,14 +9,12 @@ import threading
 from pathlib import Path
 
 import pytest
+from device_records import device_record  # tests/, on sys.path (tests/conftest.py)
 
-from textsecure_provision.crypto.keys import KeyPair
 from textsecure_provision.errors import StoreError
 from textsecure_provision.protocol.encoding import b64encode
 from textsecure_provision.protocol.prekeys import (
     LAST_RESORT_KEY_ID,
-    PreKey,
-    generate_prekeys,
     generate_signed_prekey,
 )
 from textsecure_provision.protocol.session import PreKeyBundle, Session, encrypt, initiate_session
@@ -35,19 +33,7 @@ NUMBER = "+15550001111"
 
 
 def make_record(device_id: int = 1) -> DeviceRecord:
-    identity = KeyPair.generate()
-    return DeviceRecord(
-        number=NUMBER,
-        device_id=device_id,
-        password="cGFzc3dvcmRwYXNzd29yZA==",
-        server="http://127.0.0.1:8080",
-        registration_id=1234,
-        identity=identity,
-        signed_prekey=generate_signed_prekey(identity, 7),
-        prekeys=tuple(generate_prekeys(100, 3)),
-        last_resort_key=PreKey(LAST_RESORT_KEY_ID, KeyPair.generate()),
-        created_ms=1_700_000_000_000,
-    )
+    return device_record(NUMBER, device_id)
 
 
 def make_session(record: DeviceRecord) -> Session:

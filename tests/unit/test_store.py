@@ -10,10 +10,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from device_records import device_record  # tests/, on sys.path (tests/conftest.py)
 
 from textsecure_provision.crypto.keys import KeyPair
 from textsecure_provision.errors import StoreError
-from textsecure_provision.protocol.prekeys import PreKey, generate_prekeys, generate_signed_prekey
 from textsecure_provision.store import DeviceRecord, DeviceStore, PendingLink, files
 from textsecure_provision.store.lock import folder_lock
 from textsecure_provision.store.record import (
@@ -26,20 +26,8 @@ from textsecure_provision.store.store import PENDING_FILE, RECORD_FILE
 
 
 def make_record(number: str = "+15550001111", device_id: int = 1) -> DeviceRecord:
-    identity = KeyPair.generate()
-    return DeviceRecord(
-        number=number,
-        device_id=device_id,
-        password="cGFzc3dvcmRwYXNzd29yZA==",
-        server="http://127.0.0.1:8080",
-        registration_id=1234,
-        identity=identity,
-        signed_prekey=generate_signed_prekey(identity, 7),
-        prekeys=tuple(generate_prekeys(100, 3)),
-        last_resort_key=PreKey(0xFFFFFF, KeyPair.generate()),
-        trusted_servers=("https://relay.example.org",),
-        name="laptop",
-        created_ms=1_700_000_000_000,
+    return device_record(
+        number, device_id, trusted_servers=("https://relay.example.org",), name="laptop"
     )
 
 

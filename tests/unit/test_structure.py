@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from import_probe import modules_loaded  # tests/, on sys.path (tests/conftest.py)
 
 ROOT = Path(__file__).resolve().parents[2]
 PKG = ROOT / "textsecure_provision"
@@ -56,28 +57,18 @@ HEAVY = [
 
 def test_help_imports_nothing_heavy() -> None:
     code = (
-        "import sys\n"
         "from textsecure_provision.cli.main import cli\n"
         "try:\n    cli.main(['--help'], prog_name='provision')\n"
         "except SystemExit:\n    pass\n"
-        f"heavy = {HEAVY!r}\n"
-        "print(sorted(m for m in sys.modules if any(m == h or m.startswith(h + '.') for h in heavy)))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    loaded = out.stdout.strip().splitlines()[-1]
-    assert loaded == "[]", f"`provision --help` imported heavy modules: {loaded}"
+    loaded = modules_loaded(code, HEAVY)
+    assert loaded == [], f"`provision --help` imported heavy modules: {loaded}"
 
 
 def test_ack_path_imports_no_pydantic() -> None:
     """The master's acknowledgement wait loads the session layer: it must stay light (15.3)."""
-    code = (
-        "import sys\n"
-        "import textsecure_provision.flows.acknowledge\n"
-        "import textsecure_provision.flows.receive\n"
-        "print(sorted(m for m in ('pydantic', 'doubleratchet') if m in sys.modules))\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip().splitlines()[-1] == "[]"
+    code = "import textsecure_provision.flows.acknowledge, textsecure_provision.flows.receive"
+    assert modules_loaded(code, ["pydantic", "doubleratchet"]) == []
 
 
 # Which rooms each room may import (STYLE.md): cli → flows → transport/store/qr → protocol → crypto → errors;

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -324,33 +325,45 @@ async def test_read_timeout_is_not_cannot_connect(monkeypatch: pytest.MonkeyPatc
     assert "may have handled the request" in info.value.hint
 
 
-async def test_connection_dropped_mid_answer_is_not_cannot_connect() -> None:
-    async def drop(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+def reply_once(data: bytes) -> Callable[[asyncio.StreamReader, asyncio.StreamWriter], Any]:
+    """A raw server that reads one request head, writes ``data`` and hangs up."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.readuntil(b"\r\n\r\n")
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{")
+        writer.write(data)
         await writer.drain()
         writer.close()
 
-    server, url = await _tcp_server(drop)
+    return handle
+
+
+@pytest.mark.parametrize(
+    ("reply", "expected", "says"),
+    [
+        pytest.param(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{",
+            E.ServerUnreachableError,
+            "broke before the answer came",
+            id="dropped-mid-answer",
+        ),
+        pytest.param(
+            b"SSH-2.0-OpenSSH_9.6\r\n\r\n",
+            E.RemoteProtocolError,
+            "did not answer in HTTP",
+            id="not-http-is-the-servers-fault",
+        ),
+    ],
+)
+async def test_a_broken_answer_is_not_cannot_connect(
+    reply: bytes, expected: type[E.ProvisionError], says: str
+) -> None:
+    server, url = await _tcp_server(reply_once(reply))
     async with server, ApiClient(url, Credentials(NUMBER, "pw", 2)) as api:
-        with pytest.raises(E.ServerUnreachableError) as info:
+        with pytest.raises(expected) as info:
             await api.fetch_devices()
+    assert type(info.value) is expected
     assert "cannot connect" not in info.value.message
-    assert "broke before the answer came" in info.value.message
-
-
-async def test_an_answer_that_is_not_http_is_the_servers_fault() -> None:
-    async def garbage(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.readuntil(b"\r\n\r\n")
-        writer.write(b"SSH-2.0-OpenSSH_9.6\r\n\r\n")
-        await writer.drain()
-        writer.close()
-
-    server, url = await _tcp_server(garbage)
-    async with server, ApiClient(url, Credentials(NUMBER, "pw", 2)) as api:
-        with pytest.raises(E.RemoteProtocolError) as info:
-            await api.fetch_devices()
-    assert "did not answer in HTTP" in info.value.message
+    assert says in info.value.message
 
 
 async def test_unknown_host_says_dns() -> None:
@@ -391,39 +404,48 @@ def url_of(server: Any) -> str:
     return f"http://127.0.0.1:{port}"
 
 
-async def test_channel_yields_uuid_then_message() -> None:
-    async def script(ws: ServerConnection) -> None:
-        await ws.send(json.dumps({"uuid": UUID.upper()}))
-        await ws.send(json.dumps({"message": "AQID"}))
-        await ws.close(1000)
+def frames_then(*frames: str, close: int | None = None) -> Script:
+    """A channel server that sends ``frames``, then closes with ``close`` (None: waits for
+    the client to go)."""
 
-    async with await run_channel_server(script) as server:
-        channel = await TempChannel.open(url_of(server))
+    async def script(ws: ServerConnection) -> None:
+        for frame in frames:
+            await ws.send(frame)
+        if close is None:
+            await ws.wait_closed()
+        else:
+            await ws.close(close)
+
+    return script
+
+
+@contextlib.asynccontextmanager
+async def opened_channel(script: Script) -> AsyncIterator[TempChannel]:
+    """A channel opened on a server running ``script``."""
+    async with (
+        await run_channel_server(script) as server,
+        await TempChannel.open(url_of(server)) as channel,
+    ):
+        yield channel
+
+
+OPENED = json.dumps({"uuid": UUID})
+
+
+async def test_channel_yields_uuid_then_message() -> None:
+    script = frames_then(json.dumps({"uuid": UUID.upper()}), json.dumps({"message": "AQID"}), close=1000)
+    async with opened_channel(script) as channel:
         assert channel.uuid == UUID
         assert await channel.receive() == b"\x01\x02\x03"
 
 
 async def test_channel_close_1001_means_expired() -> None:
-    async def script(ws: ServerConnection) -> None:
-        await ws.send(json.dumps({"uuid": UUID}))
-        await ws.close(1001)
-
-    async with (
-        await run_channel_server(script) as server,
-        await TempChannel.open(url_of(server)) as channel,
-    ):
+    async with opened_channel(frames_then(OPENED, close=1001)) as channel:
         assert await channel.receive() is None
 
 
 async def test_channel_close_1000_without_message_is_refused() -> None:
-    async def script(ws: ServerConnection) -> None:
-        await ws.send(json.dumps({"uuid": UUID}))
-        await ws.close(1000)
-
-    async with (
-        await run_channel_server(script) as server,
-        await TempChannel.open(url_of(server)) as channel,
-    ):
+    async with opened_channel(frames_then(OPENED, close=1000)) as channel:
         with pytest.raises(E.ServerRefusedError):
             await channel.receive()
 
@@ -432,11 +454,7 @@ async def test_channel_close_1000_without_message_is_refused() -> None:
     "first", ["not json", json.dumps([UUID]), json.dumps({"uuid": "nope"}), json.dumps({})]
 )
 async def test_bad_first_frame_is_message_format_error(first: str) -> None:
-    async def script(ws: ServerConnection) -> None:
-        await ws.send(first)
-        await ws.wait_closed()
-
-    async with await run_channel_server(script) as server:
+    async with await run_channel_server(frames_then(first)) as server:
         with pytest.raises(E.RemoteProtocolError):
             await TempChannel.open(url_of(server))
 
@@ -445,54 +463,37 @@ async def test_bad_first_frame_is_message_format_error(first: str) -> None:
     "frame", ["{", json.dumps({"message": "%%%"}), json.dumps({"message": 5}), json.dumps({"x": 1})]
 )
 async def test_bad_message_frame_is_message_format_error(frame: str) -> None:
-    async def script(ws: ServerConnection) -> None:
-        await ws.send(json.dumps({"uuid": UUID}))
-        await ws.send(frame)
-        await ws.wait_closed()
-
-    async with (
-        await run_channel_server(script) as server,
-        await TempChannel.open(url_of(server)) as channel,
-    ):
+    async with opened_channel(frames_then(OPENED, frame)) as channel:
         with pytest.raises(E.RemoteProtocolError):
             await channel.receive()
 
 
-async def test_channel_handshake_429_is_rate_limited() -> None:
+@pytest.mark.parametrize(
+    ("status", "reason", "retry_after", "expected", "hint"),
+    [
+        (429, "Too Many Requests", 9, E.RateLimitedError, "9 s"),
+        (503, "Service Unavailable", 720, E.ServerDegradedError, "12 min"),
+    ],
+)
+async def test_channel_handshake_refusal_carries_retry_after(
+    status: int, reason: str, retry_after: int, expected: type[E.ProvisionError], hint: str
+) -> None:
     def refuse(connection: Any, request: Any) -> Response:
-        return Response(429, "Too Many Requests", Headers({"Retry-After": "9"}), b"")
+        return Response(status, reason, Headers({"Retry-After": str(retry_after)}), b"")
 
     async def script(ws: ServerConnection) -> None:  # never reached
         await ws.close()
 
     async with await run_channel_server(script, process_request=refuse) as server:
-        with pytest.raises(E.RateLimitedError) as info:
+        with pytest.raises(expected) as info:
             await TempChannel.open(url_of(server))
-    assert info.value.retry_after == 9
-
-
-async def test_channel_handshake_503_is_degraded() -> None:
-    def refuse(connection: Any, request: Any) -> Response:
-        return Response(503, "Service Unavailable", Headers({"Retry-After": "720"}), b"")
-
-    async def script(ws: ServerConnection) -> None:  # never reached
-        await ws.close()
-
-    async with await run_channel_server(script, process_request=refuse) as server:
-        with pytest.raises(E.ServerDegradedError) as info:
-            await TempChannel.open(url_of(server))
-    assert info.value.retry_after == 720
-    assert "12 min" in info.value.hint
+    assert type(info.value) is expected
+    assert getattr(info.value, "retry_after", None) == retry_after
+    assert hint in info.value.hint
 
 
 async def test_channel_on_a_plain_http_server_is_the_servers_fault() -> None:
-    async def not_websocket(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.readuntil(b"\r\n\r\n")
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-        await writer.drain()
-        writer.close()
-
-    server, url = await _tcp_server(not_websocket)
+    server, url = await _tcp_server(reply_once(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"))
     async with server:
         with pytest.raises(E.RemoteProtocolError) as info:
             await TempChannel.open(url)
@@ -500,10 +501,7 @@ async def test_channel_on_a_plain_http_server_is_the_servers_fault() -> None:
 
 
 async def test_channel_server_silent_is_unreachable() -> None:
-    async def script(ws: ServerConnection) -> None:
-        await ws.wait_closed()
-
-    async with await run_channel_server(script) as server:
+    async with await run_channel_server(frames_then()) as server:
         with pytest.raises(E.ServerUnreachableError, match="did not name"):
             await TempChannel.open(url_of(server), open_timeout_s=0.3)
 

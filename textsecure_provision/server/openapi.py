@@ -75,6 +75,17 @@ class Operation:
 _NUMBER = Param("number", "E.164 number", {"type": "string", "pattern": E164_PATTERN})
 
 
+def wait_param(config: ServerConfig) -> Param:
+    """``?wait=S`` of the long polls (messages and nameplate mailboxes): one clamp for both."""
+    return Param(
+        "wait",
+        f"seconds, clamped to {config.max_wait_s:g}",
+        {"type": "number", "minimum": 0},
+        where="query",
+        required=False,
+    )
+
+
 def _operations(config: ServerConfig) -> dict[tuple[str, str], Operation]:
     """(documented path, method) → operation. Path parameter names are the document's."""
     from textsecure_provision.server.openapi_nameplates import nameplate_operations
@@ -158,15 +169,7 @@ def _operations(config: ServerConfig) -> dict[tuple[str, str], Operation]:
             "Pending messages; waits up to ?wait=S seconds for the first",
             bodies.IncomingMessages,
             _AUTHED,
-            params=(
-                Param(
-                    "wait",
-                    f"seconds, clamped to {config.max_wait_s:g}",
-                    {"type": "number", "minimum": 0},
-                    where="query",
-                    required=False,
-                ),
-            ),
+            params=(wait_param(config),),
         ),
         ("/v1/messages/{destination}", "PUT"): Operation(
             "sendMessages",

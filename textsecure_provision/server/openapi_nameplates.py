@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
 
 def nameplate_operations(config: ServerConfig) -> dict[tuple[str, str], Operation]:
-    from textsecure_provision.server.openapi import Operation, Param
+    from textsecure_provision.server.openapi import Operation, Param, wait_param
 
     nameplate = Param(
         "nameplate",
@@ -82,13 +82,7 @@ def nameplate_operations(config: ServerConfig) -> dict[tuple[str, str], Operatio
                     where="query",
                     required=False,
                 ),
-                Param(
-                    "wait",
-                    f"seconds, clamped to {config.max_wait_s:g}",
-                    {"type": "number", "minimum": 0},
-                    where="query",
-                    required=False,
-                ),
+                wait_param(config),
             ),
         ),
         ("/v1/nameplates/{nameplate}/burn", "POST"): Operation(

@@ -6,14 +6,19 @@ backend, and asyncpg with it, to print a URL.
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 
 def redact_url(url: str) -> str:
-    """The URL without its password and query (which may hold credentials too)."""
+    """The URL without its password, query and fragment (which may hold credentials too).
+
+    Built by hand rather than with ``urlunsplit``, which drops an empty authority and so
+    would show ``unix:///run/redis.sock`` as ``unix:/run/redis.sock``.
+    """
     parts = urlsplit(url)
-    if parts.password is None:
-        return urlunsplit(parts._replace(query=""))
-    netloc = parts.netloc.rsplit("@", 1)[1]
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}", query=""))
+    netloc = parts.netloc
+    if parts.password is not None:
+        netloc = f"{parts.username or ''}:***@{netloc.rsplit('@', 1)[1]}"
+    scheme = f"{parts.scheme}:" if parts.scheme else ""
+    has_authority = url[len(scheme) :].startswith("//")
+    return scheme + (f"//{netloc}" if has_authority else "") + parts.path

@@ -19,10 +19,10 @@ import json
 import os
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from textsecure_provision.errors import StoreError
 from textsecure_provision.store import files
@@ -35,6 +35,8 @@ from textsecure_provision.store.record import (
     encode_pending,
     encode_record,
 )
+
+T = TypeVar("T")
 
 APP_NAME = "textsecure-provision"
 RECORD_FILE = "device.json"
@@ -103,18 +105,7 @@ class DeviceStore:
 
     # -- the device record ------------------------------------------------------------------
     def load_record(self) -> DeviceRecord | None:
-        if not self.check():
-            return None
-        data = files.read_file(self.path / RECORD_FILE)
-        if data is None:
-            return None
-        record = decode_record(data, f"{self.path / RECORD_FILE}")
-        canonical = encode_record(record)
-        if canonical != data:
-            # Decoding clamps private keys (crypto/keys.py); a folder written before
-            # clamping is rewritten once so that what is on disk is what we send.
-            self._rewrite(RECORD_FILE, data, canonical)
-        return record
+        return self._load(RECORD_FILE, decode_record, encode_record)
 
     def require_record(self) -> DeviceRecord:
         record = self.load_record()
@@ -146,16 +137,7 @@ class DeviceStore:
 
     # -- the pending link -------------------------------------------------------------------
     def load_pending(self) -> PendingLink | None:
-        if not self.check():
-            return None
-        data = files.read_file(self.path / PENDING_FILE)
-        if data is None:
-            return None
-        pending = decode_pending(data, f"{self.path / PENDING_FILE}")
-        canonical = encode_pending(pending)
-        if canonical != data:
-            self._rewrite(PENDING_FILE, data, canonical)
-        return pending
+        return self._load(PENDING_FILE, decode_pending, encode_pending)
 
     def commit_pending(self, pending: PendingLink) -> None:
         with self.locked():
@@ -166,6 +148,23 @@ class DeviceStore:
         if self.check():
             with self.locked():
                 files.remove_file(self.path / PENDING_FILE)
+
+    def _load(
+        self, name: str, decode: Callable[[bytes, str], T], encode: Callable[[T], bytes]
+    ) -> T | None:
+        """The value in file ``name``, or None. Decoding clamps private keys
+        (crypto/keys.py): a file written before clamping is rewritten once in canonical
+        form, so that what is on disk is what we send."""
+        if not self.check():
+            return None
+        data = files.read_file(self.path / name)
+        if data is None:
+            return None
+        value = decode(data, f"{self.path / name}")
+        canonical = encode(value)
+        if canonical != data:
+            self._rewrite(name, data, canonical)
+        return value
 
     def _rewrite(self, name: str, seen: bytes, canonical: bytes) -> None:
         """Replace ``name`` by its canonical form, unless another process changed it since."""

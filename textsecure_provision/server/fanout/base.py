@@ -22,7 +22,8 @@ from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from typing import NewType, Protocol
 
-from textsecure_provision.protocol.link import ChannelId  # the one definition, re-used here
+# The one definition (protocol/link.py), re-exported for the fan-out's users.
+from textsecure_provision.protocol.link import ChannelId as ChannelId
 
 MailboxKey = NewType("MailboxKey", str)
 

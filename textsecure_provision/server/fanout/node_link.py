@@ -27,7 +27,7 @@ import logging
 import ssl
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import parse_qs, unquote, urlsplit
 
 log = logging.getLogger(__name__)
@@ -87,7 +87,7 @@ def parse_reply(buf: bytes | bytearray, pos: int) -> tuple[Any, int] | None:
     raise ConnectionError(f"not RESP: {bytes(buf[pos : pos + 16])!r}")
 
 
-def _too_big() -> None:
+def _too_big() -> NoReturn:
     raise ConnectionError("a Redis reply over 1 MiB")
 
 

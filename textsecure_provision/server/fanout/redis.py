@@ -288,7 +288,7 @@ class RedisFanOut:
                 was_up = self._link_up
                 self._link_down()
                 with contextlib.suppress(Exception):
-                    await pubsub.aclose()
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]  # unannotated in redis-py
             if was_up:
                 delay = 0.05
             await asyncio.sleep(delay)  # reconnect backoff, not a race fix

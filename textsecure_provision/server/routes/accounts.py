@@ -11,13 +11,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from textsecure_provision.errors import AuthError, InvalidInputError
+from textsecure_provision.errors import AuthError
 from textsecure_provision.protocol.encoding import parse_phone_number
-from textsecure_provision.server.auth import check_new_password, parse_basic_auth
+from textsecure_provision.server.auth import parse_basic_auth
 from textsecure_provision.server.handlers import json_response
 from textsecure_provision.server.policy import accounts
-from textsecure_provision.server.policy.common import DeviceRequest
-from textsecure_provision.server.routes.common import read_device_attributes
+from textsecure_provision.server.routes.common import read_new_device
 from textsecure_provision.server.services import client_address, services
 
 _REGISTRATION_CODE = re.compile(r"[0-9]{4,12}")
@@ -42,13 +41,8 @@ async def register_account(request: Request) -> Response:
     creds = parse_basic_auth(request.headers.get("authorization"))
     if creds.device_id not in (None, 1):
         raise AuthError("register as number:password (the master is device 1)")
-    attributes = await read_device_attributes(request)
-    check_new_password(creds.password)
-    code = request.path_params["code"]
-    if not _REGISTRATION_CODE.fullmatch(code):
-        raise InvalidInputError("the registration code is 4 to 12 decimal digits")
-    device = DeviceRequest(
-        attributes.registration_id, attributes.fetches_messages, attributes.name, creds.password
+    code, device = await read_new_device(
+        request, creds, _REGISTRATION_CODE, "the registration code is 4 to 12 decimal digits"
     )
     device_id = await accounts.register(svc, creds.number, code, device, client_address(request))
     return json_response({"deviceId": device_id})

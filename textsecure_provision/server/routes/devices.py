@@ -11,12 +11,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from textsecure_provision.errors import AuthError, InvalidInputError
-from textsecure_provision.server.auth import check_new_password, parse_basic_auth
+from textsecure_provision.errors import AuthError
+from textsecure_provision.server.auth import parse_basic_auth
 from textsecure_provision.server.handlers import json_response
 from textsecure_provision.server.policy import devices
-from textsecure_provision.server.policy.common import DeviceRequest
-from textsecure_provision.server.routes.common import read_device_attributes
+from textsecure_provision.server.routes.common import read_new_device
 from textsecure_provision.server.services import authenticate, client_address, services
 from textsecure_provision.server.validation import parse_device_id
 
@@ -45,13 +44,8 @@ async def link_device(request: Request) -> Response:
     creds = parse_basic_auth(request.headers.get("authorization"))
     if creds.device_id is not None:
         raise AuthError("link as number:password; the server assigns the device id")
-    attributes = await read_device_attributes(request)
-    check_new_password(creds.password)
-    code = request.path_params["code"]
-    if not _PROVISIONING_CODE.fullmatch(code):
-        raise InvalidInputError("the provisioning code is 6 to 9 decimal digits")
-    device = DeviceRequest(
-        attributes.registration_id, attributes.fetches_messages, attributes.name, creds.password
+    code, device = await read_new_device(
+        request, creds, _PROVISIONING_CODE, "the provisioning code is 6 to 9 decimal digits"
     )
     device_id = await devices.link(
         services(request), creds.number, code, device, client_address(request)

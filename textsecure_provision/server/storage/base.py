@@ -17,6 +17,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from textsecure_provision.errors import StoreError
+
 
 @dataclass(frozen=True)
 class NewDevice:
@@ -41,6 +43,27 @@ class StoredDevice:
     password_hash: str = field(repr=False)
     created_ms: int
     last_seen_ms: int
+
+
+# The ``devices`` columns in the order both backends insert and select them.
+DEVICE_COLUMNS = (
+    "number, device_id, registration_id, fetches_messages, name, password_hash, "
+    "created_ms, last_seen_ms"
+)
+
+
+def device_row(number: str, device_id: int, device: NewDevice, now_ms: int) -> tuple[Any, ...]:
+    """The values of a new ``devices`` row, in ``DEVICE_COLUMNS`` order."""
+    return (
+        number,
+        device_id,
+        device.registration_id,
+        device.fetches_messages,
+        device.name,
+        device.password_hash,
+        now_ms,
+        now_ms,
+    )
 
 
 def device_from_row(row: Sequence[Any]) -> StoredDevice:
@@ -101,6 +124,24 @@ class KeyBundle:
     prekey: PreKeyRecord | None  # a one-time prekey, or the last-resort key, or None
 
 
+def key_bundle(
+    device_id: int,
+    registration_id: int,
+    signed: Sequence[Any] | None,
+    prekey: Sequence[Any] | None,
+) -> KeyBundle:
+    """A bundle from the rows both backends read: ``(key_id, public_key, signature)`` of
+    the signed prekey and ``(key_id, public_key)`` of the one-time or last-resort key."""
+    return KeyBundle(
+        device_id=device_id,
+        registration_id=registration_id,
+        signed_prekey=None
+        if signed is None
+        else SignedPreKeyRecord(signed[0], bytes(signed[1]), bytes(signed[2])),
+        prekey=None if prekey is None else PreKeyRecord(prekey[0], bytes(prekey[1])),
+    )
+
+
 @dataclass(frozen=True)
 class NewMessage:
     guid: str
@@ -123,6 +164,33 @@ class StoredMessage:
     body: bytes = field(repr=False)
 
 
+# The ``messages`` columns a store inserts, and those a fetch reads back.
+MESSAGE_INSERT_COLUMNS = (
+    "guid, number, device_id, source, source_device, type, timestamp, body, received_ms"
+)
+MESSAGE_SELECT_COLUMNS = "guid, source, source_device, type, timestamp, body"
+
+
+def message_row(m: NewMessage, now_ms: int) -> tuple[Any, ...]:
+    """The values of a new ``messages`` row, in ``MESSAGE_INSERT_COLUMNS`` order."""
+    return (
+        m.guid,
+        m.number,
+        m.device_id,
+        m.source,
+        m.source_device,
+        m.type,
+        m.timestamp,
+        m.body,
+        now_ms,
+    )
+
+
+def message_from_row(r: Sequence[Any]) -> StoredMessage:
+    """A row of ``MESSAGE_SELECT_COLUMNS`` as a record."""
+    return StoredMessage(r[0], r[1], r[2], r[3], r[4], bytes(r[5]))
+
+
 @dataclass(frozen=True)
 class QueueQuota:
     """What one device's queue may hold until acknowledged (count and body bytes)."""
@@ -137,6 +205,15 @@ class GuessFailures:
 
     failures: int
     last_ms: int
+
+
+def check_schema_version(current: int, known: int) -> None:
+    """Refuse a database that a newer server has migrated past the ``known`` migrations."""
+    if current > known:
+        raise StoreError(
+            f"the database has schema version {current}, newer than this server "
+            f"knows ({known}); upgrade textsecure-provision"
+        )
 
 
 def match_code(rows: Iterable[tuple[Any, str, int]], code: str, now_ms: int) -> Any | None:

@@ -55,9 +55,11 @@ from textsecure_provision.errors import (
     InvalidInputError,
     NotFoundError,
     ServiceUnavailableError,
-    StoreError,
 )
 from textsecure_provision.server.storage.base import (
+    DEVICE_COLUMNS,
+    MESSAGE_INSERT_COLUMNS,
+    MESSAGE_SELECT_COLUMNS,
     GuessFailures,
     KeyBundle,
     NewDevice,
@@ -67,8 +69,13 @@ from textsecure_provision.server.storage.base import (
     SignedPreKeyRecord,
     StoredDevice,
     StoredMessage,
+    check_schema_version,
     device_from_row,
+    device_row,
+    key_bundle,
     match_code,
+    message_from_row,
+    message_row,
     page_length,
     queued_by_device,
 )
@@ -97,10 +104,6 @@ END $$;
 CREATE OR REPLACE TRIGGER devices_changed AFTER UPDATE OR DELETE ON devices
     FOR EACH ROW EXECUTE FUNCTION provision_device_changed();
 """
-_DEVICE_COLUMNS = (
-    "number, device_id, registration_id, fetches_messages, name, password_hash, "
-    "created_ms, last_seen_ms"
-)
 
 # Errors that mean "the database is not reachable right now", never "this request is wrong".
 _UNAVAILABLE: tuple[type[BaseException], ...] = (
@@ -254,11 +257,7 @@ class PostgresStorage:
                     "name TEXT NOT NULL, applied_ms BIGINT NOT NULL)"
                 )
                 current = await con.fetchval("SELECT COALESCE(MAX(version), 0) FROM schema_version")
-                if current > len(migrations):
-                    raise StoreError(
-                        f"the database has schema version {current}, newer than this server "
-                        f"knows ({len(migrations)}); upgrade textsecure-provision"
-                    )
+                check_schema_version(current, len(migrations))
                 if migration.version <= current:
                     continue
                 await con.execute(migration.sql)  # simple protocol: the whole file at once
@@ -456,15 +455,8 @@ class PostgresStorage:
         con: Any, number: str, device_id: int, device: NewDevice, now_ms: int
     ) -> None:
         await con.execute(
-            f"INSERT INTO devices ({_DEVICE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",  # noqa: S608
-            number,
-            device_id,
-            device.registration_id,
-            device.fetches_messages,
-            device.name,
-            device.password_hash,
-            now_ms,
-            now_ms,
+            f"INSERT INTO devices ({DEVICE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",  # noqa: S608
+            *device_row(number, device_id, device, now_ms),
         )
 
     async def get_device(self, number: str, device_id: int) -> StoredDevice | None:
@@ -474,7 +466,7 @@ class PostgresStorage:
         generation = self.devices.generation
         async with self._con() as con:
             row = await con.fetchrow(
-                f"SELECT {_DEVICE_COLUMNS} FROM devices WHERE number = $1 AND device_id = $2",  # noqa: S608
+                f"SELECT {DEVICE_COLUMNS} FROM devices WHERE number = $1 AND device_id = $2",  # noqa: S608
                 number,
                 device_id,
             )
@@ -487,7 +479,7 @@ class PostgresStorage:
     async def list_devices(self, number: str) -> list[StoredDevice]:
         async with self._con() as con:
             rows = await con.fetch(
-                f"SELECT {_DEVICE_COLUMNS} FROM devices WHERE number = $1 ORDER BY device_id",  # noqa: S608
+                f"SELECT {DEVICE_COLUMNS} FROM devices WHERE number = $1 ORDER BY device_id",  # noqa: S608
                 number,
             )
         return [device_from_row(r) for r in rows]
@@ -655,16 +647,7 @@ class PostgresStorage:
                         number,
                         device_id,
                     )
-                bundles.append(
-                    KeyBundle(
-                        device_id=device_id,
-                        registration_id=registration[device_id],
-                        signed_prekey=None
-                        if spk is None
-                        else SignedPreKeyRecord(spk[0], bytes(spk[1]), bytes(spk[2])),
-                        prekey=None if one is None else PreKeyRecord(one[0], bytes(one[1])),
-                    )
-                )
+                bundles.append(key_bundle(device_id, registration[device_id], spk, one))
             return bundles
 
     # -- messages ------------------------------------------------------------------------------
@@ -677,22 +660,9 @@ class PostgresStorage:
                 if full:
                     return full
             await con.executemany(
-                "INSERT INTO messages (guid, number, device_id, source, source_device, type, "
-                "timestamp, body, received_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-                [
-                    (
-                        m.guid,
-                        m.number,
-                        m.device_id,
-                        m.source,
-                        m.source_device,
-                        m.type,
-                        m.timestamp,
-                        m.body,
-                        now_ms,
-                    )
-                    for m in messages
-                ],
+                f"INSERT INTO messages ({MESSAGE_INSERT_COLUMNS}) "  # noqa: S608
+                "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                [message_row(m, now_ms) for m in messages],
             )
         return []
 
@@ -712,14 +682,13 @@ class PostgresStorage:
             if take == 0:
                 return [], False
             rows = await con.fetch(
-                "SELECT guid, source, source_device, type, timestamp, body FROM messages "
+                f"SELECT {MESSAGE_SELECT_COLUMNS} FROM messages "  # noqa: S608
                 "WHERE number = $1 AND device_id = $2 AND id <= $3 ORDER BY id",
                 number,
                 device_id,
                 sizes[take - 1][0],
             )
-        out = [StoredMessage(r[0], r[1], r[2], r[3], r[4], bytes(r[5])) for r in rows]
-        return out, len(sizes) > take
+        return [message_from_row(r) for r in rows], len(sizes) > take
 
     async def delete_message(self, number: str, device_id: int, guid: str) -> bool:
         async with self._con() as con:

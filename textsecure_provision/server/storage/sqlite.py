@@ -25,13 +25,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from textsecure_provision.errors import (
-    CodeRejectedError,
-    NotFoundError,
-    ServiceUnavailableError,
-    StoreError,
-)
+from textsecure_provision.errors import CodeRejectedError, NotFoundError, ServiceUnavailableError
 from textsecure_provision.server.storage.base import (
+    DEVICE_COLUMNS,
+    MESSAGE_INSERT_COLUMNS,
+    MESSAGE_SELECT_COLUMNS,
     GuessFailures,
     KeyBundle,
     NewDevice,
@@ -41,8 +39,13 @@ from textsecure_provision.server.storage.base import (
     SignedPreKeyRecord,
     StoredDevice,
     StoredMessage,
+    check_schema_version,
     device_from_row,
+    device_row,
+    key_bundle,
     match_code,
+    message_from_row,
+    message_row,
     page_length,
     queued_by_device,
 )
@@ -54,10 +57,6 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 BUSY_TIMEOUT_MS = 5000
 READER_BUSY_TIMEOUT_MS = 20  # the loop-thread reader never waits long: it falls back instead
-_DEVICE_COLUMNS = (
-    "number, device_id, registration_id, fetches_messages, name, password_hash, "
-    "created_ms, last_seen_ms"
-)
 
 
 class SqliteStorage:
@@ -151,11 +150,7 @@ class SqliteStorage:
             con.execute("BEGIN IMMEDIATE")  # re-read inside: another process may be migrating
             try:
                 current = con.execute("SELECT MAX(version) FROM schema_version").fetchone()[0] or 0
-                if current > len(migrations):
-                    raise StoreError(
-                        f"the database has schema version {current}, newer than this server "
-                        f"knows ({len(migrations)}); upgrade textsecure-provision"
-                    )
+                check_schema_version(current, len(migrations))
                 if migration.version <= current:
                     con.execute("ROLLBACK")
                     continue
@@ -299,17 +294,8 @@ class SqliteStorage:
         con: sqlite3.Connection, number: str, device_id: int, device: NewDevice, now_ms: int
     ) -> None:
         con.execute(
-            f"INSERT INTO devices ({_DEVICE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",  # noqa: S608
-            (
-                number,
-                device_id,
-                device.registration_id,
-                int(device.fetches_messages),
-                device.name,
-                device.password_hash,
-                now_ms,
-                now_ms,
-            ),
+            f"INSERT INTO devices ({DEVICE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",  # noqa: S608
+            device_row(number, device_id, device, now_ms),  # sqlite3 stores a bool as 0/1
         )
 
     async def get_device(self, number: str, device_id: int) -> StoredDevice | None:
@@ -323,7 +309,7 @@ class SqliteStorage:
         return record
 
     async def _read_device(self, number: str, device_id: int) -> StoredDevice | None:
-        query = f"SELECT {_DEVICE_COLUMNS} FROM devices WHERE number = ? AND device_id = ?"  # noqa: S608
+        query = f"SELECT {DEVICE_COLUMNS} FROM devices WHERE number = ? AND device_id = ?"  # noqa: S608
         reader = self._reader
         if reader is not None and self._executor is not None:
             try:  # on this thread (see __init__); a busy database falls back to the thread
@@ -341,7 +327,7 @@ class SqliteStorage:
     async def list_devices(self, number: str) -> list[StoredDevice]:
         def op() -> list[StoredDevice]:
             rows = self.con.execute(
-                f"SELECT {_DEVICE_COLUMNS} FROM devices WHERE number = ? ORDER BY device_id",  # noqa: S608
+                f"SELECT {DEVICE_COLUMNS} FROM devices WHERE number = ? ORDER BY device_id",  # noqa: S608
                 (number,),
             ).fetchall()
             return [device_from_row(r) for r in rows]
@@ -489,16 +475,7 @@ class SqliteStorage:
                         "WHERE number = ? AND device_id = ?",
                         key,
                     ).fetchone()
-                bundles.append(
-                    KeyBundle(
-                        device_id=device_id,
-                        registration_id=dev[0],
-                        signed_prekey=None
-                        if spk is None
-                        else SignedPreKeyRecord(spk[0], bytes(spk[1]), bytes(spk[2])),
-                        prekey=None if one is None else PreKeyRecord(one[0], bytes(one[1])),
-                    )
-                )
+                bundles.append(key_bundle(device_id, dev[0], spk, one))
             return bundles
 
         return await self._run(self._tx, tx)
@@ -513,22 +490,9 @@ class SqliteStorage:
                 if full:
                     return full
             con.executemany(
-                "INSERT INTO messages (guid, number, device_id, source, source_device, type, "
-                "timestamp, body, received_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (
-                        m.guid,
-                        m.number,
-                        m.device_id,
-                        m.source,
-                        m.source_device,
-                        m.type,
-                        m.timestamp,
-                        m.body,
-                        now_ms,
-                    )
-                    for m in messages
-                ],
+                f"INSERT INTO messages ({MESSAGE_INSERT_COLUMNS}) "  # noqa: S608
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [message_row(m, now_ms) for m in messages],
             )
             return []
 
@@ -548,12 +512,11 @@ class SqliteStorage:
             if take == 0:
                 return [], False
             rows = self.con.execute(
-                "SELECT guid, source, source_device, type, timestamp, body FROM messages "
+                f"SELECT {MESSAGE_SELECT_COLUMNS} FROM messages "  # noqa: S608
                 "WHERE number = ? AND device_id = ? AND id <= ? ORDER BY id",
                 (number, device_id, sizes[take - 1][0]),
             ).fetchall()
-            out = [StoredMessage(r[0], r[1], r[2], r[3], r[4], bytes(r[5])) for r in rows]
-            return out, len(sizes) > take
+            return [message_from_row(r) for r in rows], len(sizes) > take
 
         return await self._run(op)
 
