@@ -29,7 +29,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from textsecure_provision.errors import ProvisionError
 from textsecure_provision.server.fanout.memory import MemoryFanOut
-from textsecure_provision.server.handlers import provision_error_response
+from textsecure_provision.server.handlers import empty_json_response, provision_error_response
 from textsecure_provision.server.limits import MemoryRateLimiter
 from textsecure_provision.server.limits.persistent import PersistentRateLimiter
 from textsecure_provision.server.middleware import GuardMiddleware
@@ -100,6 +100,9 @@ class _NoEvent:
 
 
 _NO_EVENT = _NoEvent()
+_EMPTY = empty_json_response()  # what send_messages answers, so what the fast path writes
+_EMPTY_HEADERS: list[tuple[bytes, bytes]] = list(_EMPTY.raw_headers)
+_EMPTY_BODY = bytes(_EMPTY.body)
 
 
 class _FastCycle:
@@ -147,10 +150,10 @@ def _relay_http_protocol() -> Any:
     class ChannelPut(HttpToolsProtocol):  # type: ignore[misc]
         """uvicorn's httptools protocol, except ``PUT /v1/messages/{uuid}`` (the master's
         half of every rendezvous): that request is served here, without uvicorn's ASGI
-        cycle, ``GuardMiddleware`` or Starlette's ``Response.__call__``, and answered in one
-        write. What runs is what runs on the ASGI route: the same handler
-        (``routes.messages.send_messages``) on a Starlette ``Request`` over the same kind of
-        scope, the same error mapping, the request id, the metrics under the route
+        cycle, ``GuardMiddleware``, Starlette's ``Request`` and ``Response``, and answered in
+        one write. What runs is what runs on the ASGI route: the same handler
+        (``routes.messages.deliver``, all of ``send_messages`` but its ``Request`` and its
+        ``{}``) over the same kind of scope, the same error mapping, the request id, the metrics under the route
         template, the access log line and the last-resort 500. Anything unusual (a query
         string, percent-escapes, no ``Content-Length`` or one over the body limit,
         ``Expect: 100-continue``, chunked bodies, pipelined requests behind a busy one,
@@ -234,18 +237,13 @@ def _relay_http_protocol() -> Any:
             scope["endpoint"] = messages.send_messages
             body = bytes(cycle.body)
 
-            async def receive() -> dict[str, Any]:
-                return {"type": "http.request", "body": body, "more_body": False}
+            async def read() -> bytes:
+                return body
 
-            request = Request(scope, receive)
-            request._body = body  # read already: Request.body() returns it (no async generator)
             try:
-                response = await messages.send_messages(request)
-                status, headers, payload = (
-                    response.status_code,
-                    response.raw_headers,
-                    bytes(response.body),
-                )
+                # send_messages itself, less its Request and its Response (the same ``{}``).
+                await messages.deliver(svc, scope, scope["path_params"]["destination"], read)
+                status, headers, payload = 200, _EMPTY_HEADERS, _EMPTY_BODY
             except ProvisionError as exc:
                 response = provision_error_response(exc)
                 status, headers, payload = (
