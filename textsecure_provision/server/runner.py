@@ -39,7 +39,6 @@ from textsecure_provision.server.services import Services
 
 LISTEN_BACKLOG = 4096
 GRACEFUL_SHUTDOWN_S = 5.0
-GC_YOUNG_THRESHOLD = 20_000  # gc's generation-0 threshold once started (default 700)
 
 
 def uvicorn_config(app: Starlette, config: ServerConfig, **overrides: Any) -> uvicorn.Config:
@@ -99,10 +98,6 @@ class ProvisionServer(uvicorn.Server):
         # process: freeze it so that garbage collections stop walking it again and again.
         gc.collect()
         gc.freeze()
-        # A rendezvous allocates a few hundred short-lived containers (protocols, frames,
-        # coroutines), almost none in cycles: the default young generation (700) collected
-        # every few rendezvous; a larger one collects rarely and holds at most a few MB.
-        gc.set_threshold(GC_YOUNG_THRESHOLD, 20, 20)
         if self.port_file:
             write_atomically(self.port_file, self.base_url + "\n")
         self.started_event.set()
