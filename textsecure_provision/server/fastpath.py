@@ -153,11 +153,12 @@ def _relay_http_protocol() -> Any:
         cycle, ``GuardMiddleware``, Starlette's ``Request`` and ``Response``, and answered in
         one write. What runs is what runs on the ASGI route: the same handler
         (``routes.messages.deliver``, all of ``send_messages`` but its ``Request`` and its
-        ``{}``) over the same kind of scope, the same error mapping, the request id, the metrics under the route
-        template, the access log line and the last-resort 500. Anything unusual (a query
-        string, percent-escapes, no ``Content-Length`` or one over the body limit,
-        ``Expect: 100-continue``, chunked bodies, pipelined requests behind a busy one,
-        trusted proxy headers, a concurrency limit) takes uvicorn's ordinary path."""
+        ``{}``) over the same kind of scope, the same error mapping, the request id, the
+        metrics under the route template, the access log line and the last-resort 500.
+        Anything unusual (a query string, percent-escapes, no ``Content-Length`` or one
+        over the body limit, ``Expect: 100-continue``, chunked bodies, pipelined requests
+        behind a busy one, trusted proxy headers, a concurrency limit) takes uvicorn's
+        ordinary path."""
 
         def on_headers_complete(self) -> None:
             if not self._take_channel_put():
