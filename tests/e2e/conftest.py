@@ -16,7 +16,7 @@ from e2e_helpers import (
     cli_env,
     new_number,
     provision_args,
-    run,
+    run_here,
     start_server,
 )
 
@@ -75,10 +75,11 @@ def background() -> Iterator[Any]:
 
 @pytest.fixture
 def master(server: Server, tmp_path: Path) -> Account:
-    """A freshly registered master (device 1) on the session server."""
+    """A freshly registered master (device 1) on the session server (registered in this
+    process: test_cli_link.py registers through the CLI process)."""
     number = new_number()
     home = tmp_path / "master"
-    res = run(
+    res = run_here(
         "register",
         "--number",
         number,

@@ -115,6 +115,22 @@ def run(
     return Result(proc.returncode, proc.stdout, proc.stderr)
 
 
+def run_here(*args: str, home: Path | None = None, server: str | None = None) -> Result:
+    """The CLI in this process (click's runner), for a test's set-up that is not about the
+    process: it saves a subprocess's interpreter start and imports (~0.3 s of CPU each).
+    The same environment as ``run`` (no inherited PROVISION_*; no colour)."""
+    from click.testing import CliRunner
+
+    from textsecure_provision.cli.main import cli
+
+    env: dict[str, str | None] = {k: None for k in os.environ if k.startswith("PROVISION_")}
+    env.update(cli_env(home, server))
+    result = CliRunner().invoke(cli, list(args), env=env, input="")
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return Result(result.exit_code, result.stdout, result.stderr)
+
+
 @dataclass
 class Background:
     """A CLI running in the background; its stdout JSON lines are read as they come."""

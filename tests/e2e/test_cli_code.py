@@ -97,8 +97,8 @@ def test_wrong_code_fails_both_sides(master: Account, tmp_path: Path, background
     devices = run("devices", "--json", home=master.home).events()[0]["devices"]
     assert [d["id"] for d in devices] == [1]  # the account is unchanged
     again = run("master", "--code", code, "--yes", "--json", home=master.home)
-    assert again.returncode == 7  # burned, and gone with its channel
-    assert "no open short code" in again.event("error")["message"]
+    assert again.returncode == 7  # burned: kept as burned after its channel closed
+    assert "this short code is burned" in again.event("error")["message"]
 
 
 def test_no_code_flag_and_typo(master: Account, tmp_path: Path, background) -> None:

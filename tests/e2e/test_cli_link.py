@@ -12,7 +12,12 @@ from e2e_helpers import REGISTRATION_CODE, Account, folder_digest, new_number, r
 from textsecure_provision.store import DeviceStore
 
 
-def test_register_creates_device_1(master: Account) -> None:
+def test_register_creates_device_1(server, tmp_path: Path) -> None:
+    number, home = new_number(), tmp_path / "master"
+    reg = run("register", "--number", number, "--code", REGISTRATION_CODE, "--json",
+              home=home, server=server.url)  # fmt: skip
+    assert reg.returncode == 0, reg.stderr
+    master = Account(number, home, server.url)
     res = run("whoami", "--json", home=master.home)
     assert res.returncode == 0, res.stderr
     (doc,) = res.events()

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e_helpers import Account, new_number, run
+from e2e_helpers import Account, new_number, run, run_here
 
 from textsecure_provision.flows.sessions import new_device_registered, parse_key_bundles
 from textsecure_provision.protocol.bodies import OutgoingMessage
@@ -37,7 +37,8 @@ def link(master: Account, home: Path, background: Any) -> None:
         home=home, server=master.server,
     )  # fmt: skip
     link_text = secondary.wait_event("channel_opened")["link"]
-    scan = run("master", "scan", "--link", link_text, "--yes", "--json", home=master.home)
+    # The master's side in this process: these tests are about the sessions, not the link.
+    scan = run_here("master", "scan", "--link", link_text, "--yes", "--json", home=master.home)
     assert scan.returncode == 0, scan.stderr
     assert secondary.wait() == 0, secondary.stderr()
 
@@ -48,7 +49,7 @@ def family(master: Account, tmp_path: Path, background: Any) -> Family:
     homes = {1: master.home, 2: tmp_path / "s1", 3: tmp_path / "s2"}
     link(master, homes[2], background)
     link(master, homes[3], background)
-    assert run("receive", home=homes[2]).returncode == 0  # device 3's announcement
+    assert run_here("receive", home=homes[2]).returncode == 0  # device 3's announcement
     return Family(master, homes)
 
 

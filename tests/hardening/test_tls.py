@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -51,13 +52,16 @@ class Tls:
 def tls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tls]:
     root = tmp_path_factory.mktemp("tls")
     t = Tls(root)
-    t.serve("good", t.good, root)
-    t.serve("wrong_host", t.wrong_host, root)
-    t.serve("expired", t.expired, root)
-    t.serve("plain", None, root)
-    yield t
-    for srv in t.servers.values():
-        srv.stop()
+    wanted = {"good": t.good, "wrong_host": t.wrong_host, "expired": t.expired, "plain": None}
+    try:
+        # Four processes start at once: each start is mostly waiting for its port file.
+        with ThreadPoolExecutor(len(wanted)) as pool:
+            for started in [pool.submit(t.serve, name, pki, root) for name, pki in wanted.items()]:
+                started.result()
+        yield t
+    finally:
+        for srv in t.servers.values():
+            srv.stop()
 
 
 def refused(res: Any, *needles: str) -> str:

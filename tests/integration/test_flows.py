@@ -39,6 +39,7 @@ from textsecure_provision.flows.secondary import (
     verify_pending,
 )
 from textsecure_provision.flows.ui import RecordingUi
+from textsecure_provision.protocol.prekeys import verify_signed_prekey
 from textsecure_provision.store import DeviceRecord, DeviceStore
 
 from .flow_support import NUMBER, LinkUi, register_master, running_server
@@ -103,6 +104,42 @@ async def test_link_step_by_step_with_hooks(server: str, tmp_path: Path) -> None
     assert record.identity == DeviceStore(master.data_dir).require_record().identity
     assert whoami(secondary)["device_id"] == 2
     assert [(d.id, d.name) for d in await list_devices(master)] == [(1, "phone"), (2, "tab")]
+
+
+async def test_the_new_devices_key_pairs_are_made_before_its_link_is_shown(
+    server: str, tmp_path: Path
+) -> None:
+    """Once the DeviceInit is in, the other device waits: the secondary then only signs its
+    signed prekey, and the 102 key pairs it uploads and stores were made beforehand (B2)."""
+    import secrets
+
+    master = await register_master(server, tmp_path)
+    secondary = FlowConfig(data_dir=str(tmp_path / "secondary"), server_url=server)
+    s_ui = LinkUi()
+    draws: list[tuple[bool, int]] = []  # (the DeviceInit was in, bytes drawn)
+
+    def rng(n: int) -> bytes:
+        draws.append(("device_init_received" in s_ui.names(), n))
+        return secrets.token_bytes(n)
+
+    listening = asyncio.create_task(
+        listen_secondary(secondary, s_ui, ListenOptions(expect_number=NUMBER), rng=rng)
+    )
+    link = await asyncio.wait_for(s_ui.links.get(), 10)
+    await link_master(master, RecordingUi(), link)
+    record = await asyncio.wait_for(listening, 10)
+
+    assert isinstance(record, DeviceRecord) and len(record.prekeys) == 100
+    before = [n for after, n in draws if not after]
+    after = [n for after, n in draws if after]
+    assert before.count(32) >= 102  # the channel's key, 100 prekeys, signed and last resort
+    assert 32 not in after  # no key pair after the DeviceInit: password, id, signature nonce
+    assert sorted(after) == sorted([18, 4, 64])
+    assert verify_signed_prekey(
+        record.identity.public,
+        record.signed_prekey.key_pair.public,
+        record.signed_prekey.signature,
+    )
 
 
 async def test_user_says_no_on_master_sends_nothing(server: str, tmp_path: Path) -> None:
@@ -299,9 +336,7 @@ async def test_typed_code_must_match_the_masters(server: str, tmp_path: Path) ->
     home = tmp_path / "secondary"
     secondary = FlowConfig(data_dir=str(home), server_url=server)
     s_ui = TypingUi(other_code)  # e.g. the code on the user's own master, after a race
-    listening = asyncio.create_task(
-        listen_secondary(secondary, s_ui, ListenOptions(ask_code=True))
-    )
+    listening = asyncio.create_task(listen_secondary(secondary, s_ui, ListenOptions(ask_code=True)))
     await link_master(master, RecordingUi(), await asyncio.wait_for(s_ui.links.get(), 10))
     with pytest.raises(ConfirmationMismatchError) as info:
         await asyncio.wait_for(listening, 10)
@@ -317,9 +352,7 @@ async def test_typed_code_matching_links(server: str, tmp_path: Path) -> None:
     master = await register_master(server, tmp_path)
     secondary = FlowConfig(data_dir=str(tmp_path / "secondary"), server_url=server)
     s_ui = TypingUi(lambda code: " " + code.replace(" ", "-") + " ")  # dashes, spaces: ignored
-    listening = asyncio.create_task(
-        listen_secondary(secondary, s_ui, ListenOptions(ask_code=True))
-    )
+    listening = asyncio.create_task(listen_secondary(secondary, s_ui, ListenOptions(ask_code=True)))
     link = await asyncio.wait_for(s_ui.links.get(), 10)
     result = await link_master(master, RecordingUi(), link)
     record = await asyncio.wait_for(listening, 10)
@@ -336,9 +369,7 @@ async def test_malformed_typed_code_is_asked_again_then_refused(
     master = await register_master(server, tmp_path)
     secondary = FlowConfig(data_dir=str(tmp_path / "secondary"), server_url=server)
     s_ui = TypingUi(lambda code: "12 34")
-    listening = asyncio.create_task(
-        listen_secondary(secondary, s_ui, ListenOptions(ask_code=True))
-    )
+    listening = asyncio.create_task(listen_secondary(secondary, s_ui, ListenOptions(ask_code=True)))
     await link_master(master, RecordingUi(), await asyncio.wait_for(s_ui.links.get(), 10))
     with pytest.raises(InvalidInputError, match="six digits"):
         await asyncio.wait_for(listening, 10)

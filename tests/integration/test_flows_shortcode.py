@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from textsecure_provision.errors import (
+    NameplateBurnedError,
     NameplateClaimedError,
     NameplateGoneError,
     ShortCodeFormatError,
@@ -104,8 +105,9 @@ async def test_wrong_code_fails_both_sides_and_burns_it(server: str, tmp_path: P
     assert "burned" in on_secondary.value.hint
     assert [d.id for d in await list_devices(master)] == [1]  # nothing linked
     assert not (tmp_path / "secondary" / "device.json").exists()
-    # Burned (and its channel closed with the secondary): the right code is no use now.
-    with pytest.raises(NameplateGoneError):
+    # Burned (its channel closed with the secondary, the nameplate kept as burned until its
+    # ttl): the right code is no use now.
+    with pytest.raises(NameplateBurnedError):
         await link_master_by_code(master, RecordingUi(), code)
 
 

@@ -179,6 +179,32 @@ async def test_tokens_and_bounds(server: RunningServer, client: httpx.AsyncClien
     await ws.close()
 
 
+async def test_burned_nameplate_stays_burned_after_its_channel_closes(
+    server: RunningServer, client: httpx.AsyncClient
+) -> None:
+    """The new device burns and closes its channel at once; the master reads after that and
+    must learn of the wrong code (410), not of a gone nameplate (404)."""
+    ws, channel = await open_channel(server)
+    got = await allocate(client, channel)
+    n, secondary = got["nameplate"], got["token"]
+    master = await register(client)
+    claim = (await client.put(f"/v1/nameplates/{n}/claim", auth=master.auth)).json()
+    burned = await client.post(f"/v1/nameplates/{n}/burn", headers=token_header(secondary))
+    assert burned.status_code == 200
+    await ws.close()
+    probe_ws, probe_channel = await open_channel(server)
+
+    async def channel_is_gone() -> bool:
+        return (await put_channel(client, master, channel)).status_code == 404
+
+    await eventually(channel_is_gone, "the burned nameplate's channel to close")
+    read = await client.get(f"/v1/nameplates/{n}/messages", headers=token_header(claim["token"]))
+    assert read.status_code == 410, read.text
+    # Nor is its number handed to the next channel while it answers 410.
+    assert (await allocate(client, probe_channel))["nameplate"] != n
+    await probe_ws.close()
+
+
 async def test_burned_nameplate_refuses_both_sides(
     server: RunningServer, client: httpx.AsyncClient
 ) -> None:

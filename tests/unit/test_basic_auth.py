@@ -80,3 +80,32 @@ def test_well_formed_credentials_parse(user: str, number: str, device_id: int | 
     creds = parse_basic_auth("  basic " + _b64(f"{user}:pa:ss"))  # any case; ':' in the password
     assert (creds.number, creds.device_id, creds.password) == (number, device_id, "pa:ss")
     assert "pa:ss" not in repr(creds)
+
+
+async def test_a_new_password_is_verified_without_a_second_hash(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Registration hashes the new password; the device's next request (its key upload, on
+    the link's timed path) must not pay PBKDF2 again. A wrong password still does, and is
+    refused."""
+    from textsecure_provision.server import auth
+
+    verifier = auth.PasswordVerifier()
+    password = _b64("sixteen random bytes")
+    stored = await verifier.hash(password)
+    assert verifier.remembers(password, stored)
+    assert not verifier.remembers(password + "x", stored)
+
+    hashed: list[str] = []
+    real = auth.verify_password_hash
+
+    def counting(candidate: str, against: str) -> bool:
+        hashed.append(candidate)
+        return real(candidate, against)
+
+    monkeypatch.setattr(auth, "verify_password_hash", counting)
+    assert await verifier.verify(password, stored)
+    assert hashed == []
+    assert not await verifier.verify(password + "x", stored)
+    assert hashed == [password + "x"]
+    assert not verifier.remembers(password + "x", stored)

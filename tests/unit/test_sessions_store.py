@@ -154,6 +154,43 @@ def test_used_prekey_is_deleted_from_the_record(store: DeviceStore) -> None:
     assert b64encode(gone) not in (store.path / "device.json").read_text()
 
 
+def test_used_prekey_deletion_edits_the_file_without_decoding_keys(
+    store: DeviceStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Between a message's commit and its acknowledgement (B2): no key pair is decoded and
+    checked again, and the file is exactly what ``encode_record`` writes for the rest."""
+    import dataclasses
+
+    from textsecure_provision.store import record as record_module
+    from textsecure_provision.store.record import encode_record
+
+    record = store.require_record()
+    used = record.prekeys[0].key_id
+
+    def no_decoding(*args: object, **kw: object) -> None:
+        raise AssertionError("decoded the device record again to delete a prekey")
+
+    monkeypatch.setattr(record_module, "decode_record", no_decoding)
+    monkeypatch.setattr(record_module.KeyPair, "from_private", no_decoding)
+    with SessionStore(store).update() as book:
+        book.use_prekey(used)
+    monkeypatch.undo()
+    kept = tuple(k for k in record.prekeys if k.key_id != used)
+    expected = encode_record(dataclasses.replace(record, prekeys=kept))
+    assert (store.path / "device.json").read_bytes() == expected
+
+
+def test_a_corrupt_prekey_list_is_refused_when_deleting(store: DeviceStore) -> None:
+    path = store.path / "device.json"
+    doc = json.loads(path.read_text())
+    doc["prekeys"][1] = {"key_id": "4"}
+    path.write_text(json.dumps(doc))
+    before = path.read_bytes()
+    with pytest.raises(StoreError, match="corrupt"), SessionStore(store).update() as book:
+        book.use_prekey(3)
+    assert path.read_bytes() == before
+
+
 def test_open_sessions_file_is_refused(store: DeviceStore) -> None:
     record = store.require_record()
     with SessionStore(store).update() as book:

@@ -71,6 +71,89 @@ def test_ack_path_imports_no_pydantic() -> None:
     assert modules_loaded(code, ["pydantic", "doubleratchet"]) == []
 
 
+def test_the_link_path_leaves_unused_libraries_out() -> None:
+    """What both sides of a link import, a request made (B2): none of the libraries they
+    never use, each of which cost milliseconds to tens of milliseconds of every link
+    process (httpx's own transport, httpcore on anyio, imports trio whenever installed)."""
+    code = (
+        "import asyncio\n"
+        "import textsecure_provision.cli.master, textsecure_provision.cli.secondary\n"
+        "import textsecure_provision.flows.master, textsecure_provision.flows.secondary\n"
+        "import textsecure_provision.flows.acknowledge, textsecure_provision.flows.receive\n"
+        "import textsecure_provision.flows.sessions, textsecure_provision.cli.ui\n"
+        "from textsecure_provision.crypto.keys import KeyPair\n"
+        "from textsecure_provision.errors import ServerUnreachableError\n"
+        "from textsecure_provision.transport.api import ApiClient\n"
+        "KeyPair.generate()\n"
+        "async def main():\n"
+        "    async with ApiClient('http://127.0.0.1:9') as api:\n"
+        "        try:\n"
+        "            await api.request_registration_code('+15550001111')\n"
+        "        except ServerUnreachableError:\n"
+        "            pass\n"
+        "asyncio.run(main())\n"
+    )
+    unused = [
+        "httpcore", "anyio", "sniffio", "trio", "h2", "rich", "pygments", "bcrypt", "pydantic",
+        "doubleratchet", "cryptography.hazmat.primitives.serialization",
+    ]  # fmt: skip
+    assert modules_loaded(code, unused) == []
+
+
+def test_a_command_starts_without_the_collector_and_gets_it_back(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Running a command pauses the cyclic collector (its runs over the growing heap were
+    ~3 % of a link process, B2), once per process, and a timer turns it back on."""
+    import gc
+
+    import click
+
+    from textsecure_provision.cli import main as cli_main
+
+    calls: list[str] = []
+    monkeypatch.setattr(cli_main, "pause_collector", lambda: calls.append("paused"))
+    assert cli_main.cli.get_command(click.Context(cli_main.cli), "whoami") is not None
+    assert calls == ["paused"]
+    monkeypatch.undo()
+
+    monkeypatch.setattr(cli_main, "COLLECTOR_PAUSE_S", 0.05)
+    monkeypatch.setattr(cli_main, "_collector_paused", False)
+    assert gc.isenabled()
+    timer = cli_main.pause_collector()
+    try:
+        assert timer is not None
+        assert not gc.isenabled()
+        assert cli_main.pause_collector() is None  # once per process
+        timer.join(10)
+        assert gc.isenabled()
+    finally:
+        gc.enable()
+
+
+def test_the_command_leaves_its_heap_to_the_exit() -> None:
+    """When a command ends, ``main`` freezes the heap, so the interpreter's exit skips its
+    last full collection (tens of ms per link process, B2); output and exit codes are as
+    before, on success and on an error."""
+    code = (
+        "import atexit, gc, sys\n"
+        "from textsecure_provision.cli.main import main\n"
+        "atexit.register(lambda: print('frozen', gc.get_freeze_count() > 0))\n"
+        "main(sys.argv[1:])\n"
+    )
+    ok = subprocess.run(
+        [sys.executable, "-c", code, "--version"], capture_output=True, text=True, check=True
+    )
+    assert ok.stdout.splitlines()[0].startswith("provision, version")
+    assert ok.stdout.splitlines()[-1] == "frozen True"
+    bad = subprocess.run(
+        [sys.executable, "-c", code, "no-such-command"], capture_output=True, text=True
+    )
+    assert bad.returncode == 2, bad.stderr
+    assert "No such command" in bad.stderr
+    assert bad.stdout.splitlines()[-1] == "frozen True"
+
+
 # Which rooms each room may import (STYLE.md): cli → flows → transport/store/qr → protocol → crypto → errors;
 # atomic_write and clock (like errors) import nothing of ours and serve the rooms at the edges.
 ALLOWED = {
@@ -86,8 +169,17 @@ ALLOWED = {
     "flows": {"errors", "crypto", "protocol", "transport", "store", "qr", "flows", "clock"},
     "server": {"errors", "crypto", "protocol", "server", "atomic_write", "clock"},
     "cli": {
-        "errors", "cli", "flows", "qr", "protocol", "crypto", "store", "transport", "server",
-        "atomic_write", "clock",
+        "errors",
+        "cli",
+        "flows",
+        "qr",
+        "protocol",
+        "crypto",
+        "store",
+        "transport",
+        "server",
+        "atomic_write",
+        "clock",
     },
 }
 
@@ -197,8 +289,10 @@ def test_flows_import_no_circle() -> None:
 def test_unit_tests_start_no_server() -> None:
     """Server-backed tests live in tests/integration (or hardening, e2e), not in tests/unit."""
     # The project's server, that is: a scripted loopback peer (asyncio, websockets) is a unit's.
-    starts = re.compile(r"create_app\(|import uvicorn|ProvisionServer\(|"
-                        r"(?<!asyncio\.)start_server\(|LiveServer\(|running_server\(")
+    starts = re.compile(
+        r"create_app\(|import uvicorn|ProvisionServer\(|"
+        r"(?<!asyncio\.)start_server\(|LiveServer\(|running_server\("
+    )
     offenders = [
         p.name
         for p in (ROOT / "tests" / "unit").glob("*.py")

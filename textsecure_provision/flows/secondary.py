@@ -32,7 +32,12 @@ from textsecure_provision.errors import (
     TimedOutError,
 )
 from textsecure_provision.flows.config import FlowConfig
-from textsecure_provision.flows.keys import generate_device_keys, new_password, new_registration_id
+from textsecure_provision.flows.keys import (
+    UnsignedKeys,
+    new_password,
+    new_registration_id,
+    prepare_device_keys,
+)
 from textsecure_provision.flows.shortcode import CodeOffers
 from textsecure_provision.flows.ui import Ui
 from textsecure_provision.protocol.encoding import parse_phone_number
@@ -115,6 +120,9 @@ async def listen_secondary(
     store.require_writable()  # before the channel: a link must not die at the commit
     ui.state(NOTHING_LINKED)
     words = options.code_words if options.short_code else 0  # 0: no short codes
+    # The key pairs need no identity key: made now, while nobody waits for this device
+    # (its link is not shown yet), not after the DeviceInit, when the other device waits.
+    prepared = None if options.no_verify else prepare_device_keys(rng)
     async with CodeOffers(config, server, words=words, rng=rng) as codes:
         link_state, device_init = await _receive_device_init(
             config, ui, server, trusted, options, rng, codes
@@ -150,7 +158,7 @@ async def listen_secondary(
         ask_confirmation_code(ui, link_state, opened)
     _confirm_number(ui, link_state, opened, expect)
     return await complete_link(
-        config, ui, link_state, name=options.name, rng=rng, on_linked=on_linked
+        config, ui, link_state, name=options.name, rng=rng, on_linked=on_linked, keys=prepared
     )
 
 
@@ -278,8 +286,13 @@ async def complete_link(
     name: str | None = None,
     rng: Rng = secrets.token_bytes,
     on_linked: LinkedHook | None = None,
+    keys: UnsignedKeys | None = None,
 ) -> DeviceRecord:
-    """Register with the code, upload keys, then store: §1 step 5, nothing half-done (§8)."""
+    """Register with the code, upload keys, then store: §1 step 5, nothing half-done (§8).
+
+    ``keys``: this device's key pairs if made beforehand (``prepare_device_keys``); they are
+    signed here with the account's identity key.
+    """
     assert link_state.opened is not None
     payload = link_state.opened.payload
     store = config.store()
@@ -297,7 +310,7 @@ async def complete_link(
             raise
         link_state.registered()
         api.credentials = Credentials(payload.phone_number, password, device_id)
-        keys = generate_device_keys(payload.identity_key_pair, rng)
+        signed = (keys or prepare_device_keys(rng)).sign(payload.identity_key_pair, rng)
         record = DeviceRecord(
             number=payload.phone_number,
             device_id=device_id,
@@ -305,15 +318,15 @@ async def complete_link(
             server=payload.server,
             registration_id=registration_id,
             identity=payload.identity_key_pair,
-            signed_prekey=keys.signed_prekey,
-            prekeys=keys.prekeys,
-            last_resort_key=keys.last_resort_key,
+            signed_prekey=signed.signed_prekey,
+            prekeys=signed.prekeys,
+            last_resort_key=signed.last_resort_key,
             trusted_servers=tuple(config.trusted_servers),
             name=name,
             created_ms=clock.now_ms(),
         )
         try:
-            await api.upload_keys(keys.upload_body(payload.identity_key_pair))
+            await api.upload_keys(signed.upload_body(payload.identity_key_pair))
             link_state.keys_uploaded()
             store.commit_record(record)
         except ProvisionError:

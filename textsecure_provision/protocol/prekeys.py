@@ -36,9 +36,15 @@ class SignedPreKey:
 def generate_signed_prekey(
     identity: KeyPair, key_id: int, rng: Rng = secrets.token_bytes
 ) -> SignedPreKey:
-    pair = KeyPair.generate(rng)
-    signature = signing.sign(identity.private, pair.public.serialize(), rng)
-    return SignedPreKey(key_id, pair, signature)
+    return sign_prekey(identity, key_id, KeyPair.generate(rng), rng)
+
+
+def sign_prekey(
+    identity: KeyPair, key_id: int, pair: KeyPair, rng: Rng = secrets.token_bytes
+) -> SignedPreKey:
+    """``pair`` as the signed prekey ``key_id``: signed by the identity key over its
+    serialized public key (§7)."""
+    return SignedPreKey(key_id, pair, signing.sign(identity.private, pair.public.serialize(), rng))
 
 
 def verify_signed_prekey(identity: PublicKey, public: PublicKey, signature: bytes) -> bool:

@@ -12,7 +12,11 @@ Throughput: a device sends many requests with one password (the benchmarked
 rendezvous PUTs), so a successful verification is cached in memory under
 SHA-256(stored hash || password), bounded LRU. The stored hash is part of the
 key, so a changed password or a re-linked device misses the cache; failures
-are never cached. A wrong password costs a PBKDF2 run in a worker thread and a
+are never cached. A hash made here for a new password (registration) is cached
+as verified at once: the same password against the same stored hash would verify,
+and the new device's next request (``PUT /v1/keys`` right after ``PUT
+/v1/devices/{code}``, on the link's timed path, B2) then needs no second PBKDF2
+run. A wrong password costs a PBKDF2 run in a worker thread and a
 token of the ``auth_failure_address`` limit, which is checked before hashing; an
 unknown number or device costs the same run, against a dummy hash, so timing
 does not tell which accounts and devices exist.
@@ -141,7 +145,9 @@ class PasswordVerifier:
         ).digest()
 
     async def hash(self, password: str) -> str:
-        return await asyncio.to_thread(hash_password, password)
+        stored = await asyncio.to_thread(hash_password, password)
+        self._remember(self._key(password, stored))  # it is this password's hash (module doc)
+        return stored
 
     def remembers(self, password: str, stored: str) -> bool:
         """True if this password was verified recently (no hashing needed)."""
@@ -158,7 +164,11 @@ class PasswordVerifier:
             return True
         ok = await asyncio.to_thread(verify_password_hash, password, stored)
         if ok:
-            self._cache[key] = None
-            if len(self._cache) > self._cache_size:
-                self._cache.popitem(last=False)
+            self._remember(key)
         return ok
+
+    def _remember(self, key: bytes) -> None:
+        self._cache[key] = None
+        self._cache.move_to_end(key)
+        if len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)

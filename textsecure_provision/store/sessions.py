@@ -23,7 +23,6 @@ Sessions are decoded lazily: a message touches only its sender's session.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -35,7 +34,7 @@ from textsecure_provision.errors import InvalidInputError, StoreError
 from textsecure_provision.protocol.prekeys import LAST_RESORT_KEY_ID
 from textsecure_provision.protocol.session import Session
 from textsecure_provision.store import files
-from textsecure_provision.store.record import DeviceRecord, encode_record
+from textsecure_provision.store.record import drop_prekeys
 from textsecure_provision.store.store import RECORD_FILE, DeviceStore
 
 SESSIONS_FILE = "sessions.json"
@@ -259,9 +258,13 @@ class SessionStore:
             book.changed = False
 
     def _delete_prekeys(self, key_ids: set[int]) -> None:
-        # Under the folder lock already (store.commit_record would take it again).
-        record = self.store.require_record()
-        kept = tuple(k for k in record.prekeys if k.key_id not in key_ids)
-        if len(kept) != len(record.prekeys):
-            updated: DeviceRecord = dataclasses.replace(record, prekeys=kept)
-            files.atomic_write(self.store.path / RECORD_FILE, encode_record(updated))
+        # Under the folder lock already (store.commit_record would take it again). The file
+        # is edited, not decoded again: see drop_prekeys.
+        path = self.store.path / RECORD_FILE
+        data = files.read_file(path)
+        if data is None:
+            self.store.require_record()  # raises: the account is gone from the folder
+            return
+        updated = drop_prekeys(data, key_ids, str(path))
+        if updated is not None:
+            files.atomic_write(path, updated)

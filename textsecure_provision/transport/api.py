@@ -66,6 +66,7 @@ from textsecure_provision.protocol.bodies import (
     ProvisioningCode,
 )
 from textsecure_provision.transport.lean_httpx import httpx
+from textsecure_provision.transport.streams import StreamTransport
 from textsecure_provision.transport.tls import make_ssl_context, plain_http_context
 
 log = logging.getLogger(__name__)
@@ -149,7 +150,7 @@ class ApiClient:
             headers={"User-Agent": f"textsecure-provision/{__version__}"},
             follow_redirects=False,
             limits=httpx.Limits(keepalive_expiry=KEEPALIVE_EXPIRY_S),
-            transport=transport,
+            transport=transport or StreamTransport(verify, keepalive_expiry=KEEPALIVE_EXPIRY_S),
         )
 
     async def __aenter__(self) -> ApiClient:

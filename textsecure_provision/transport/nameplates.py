@@ -10,8 +10,6 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass, field
 
-import httpx
-
 from textsecure_provision.errors import (
     ChannelGoneError,
     NameplateBurnedError,
@@ -23,6 +21,7 @@ from textsecure_provision.errors import (
 from textsecure_provision.protocol import bodies
 from textsecure_provision.protocol.encoding import b64encode
 from textsecure_provision.transport.api import CONNECT_TIMEOUT_S, READ_TIMEOUT_S, ApiClient
+from textsecure_provision.transport.lean_httpx import httpx
 
 TOKEN_HEADER = "X-Nameplate-Token"  # noqa: S105 - a header name, not a secret
 _ERRORS = {404: NameplateGoneError, 409: NameplateClaimedError, 410: NameplateBurnedError}

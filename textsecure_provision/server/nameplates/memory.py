@@ -61,17 +61,24 @@ class MemoryNameplateStore:
         self._by_channel.clear()
 
     def channel_ended(self, channel_id: str, how: object) -> None:
-        """``Services.channel_ended`` hook (channel_socket.py): the nameplate goes now."""
+        """``Services.channel_ended`` hook (channel_socket.py): the nameplate goes now.
+
+        A burned one stays, answering 410 until its ttl: the secondary burns it and then
+        closes its channel at once, and the master must still learn of the wrong code.
+        """
         number = self._by_channel.pop(channel_id, None)
-        entry = self._entries.get(number) if number is not None else None
-        if number is not None and entry is not None and entry.channel_id == channel_id:
+        if number is None:
+            return
+        entry = self._entries.get(number)
+        if entry is not None and entry.channel_id == channel_id and not entry.burned:
             del self._entries[number]
 
     def _live(self, nameplate: int) -> _Entry | None:
         entry = self._entries.get(nameplate)
         if entry is None:
             return None
-        if entry.expires_ms <= self._clock_ms() or not self._channel_open(entry.channel_id):
+        expired = entry.expires_ms <= self._clock_ms()
+        if expired or not (entry.burned or self._channel_open(entry.channel_id)):
             del self._entries[nameplate]
             if self._by_channel.get(entry.channel_id) == nameplate:
                 del self._by_channel[entry.channel_id]
@@ -137,4 +144,5 @@ class MemoryNameplateStore:
         if entry is None:
             return answer.outcome
         entry.burned = True
+        entry.mailbox = {"secondary": [], "master": []}  # nobody reads a burned mailbox
         return Outcome.OK

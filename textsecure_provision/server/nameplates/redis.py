@@ -10,7 +10,8 @@ Every operation is one Lua script, so it is atomic across nodes: two claims on
 two nodes get one OK and one CLAIMED. A nameplate is live only while its
 channel's key ``P ch:<uuid>`` (fanout/redis.py) exists: a channel that expired,
 closed or received its DeviceInit takes its nameplate with it, and the number
-is free for the next allocation. Keys expire with the channel's ttl.
+is free for the next allocation; a burned one stays (410 to both sides) until its
+ttl, whatever its channel does. Keys expire with the channel's ttl.
 
 Token digests are compared inside Redis with ``==``, which is not constant
 time; they are SHA-256 digests of 256-bit random tokens, so timing on the
@@ -46,6 +47,7 @@ local function live(n)
   local k = P .. 'np:' .. n
   local ch = redis.call('HGET', k, 'channel')
   if not ch then return nil end
+  if redis.call('HGET', k, 'burned') then return k end  -- kept until its ttl (memory.py)
   if redis.call('EXISTS', CHP .. ch) == 0 then drop(n) return nil end
   return k
 end
@@ -107,6 +109,7 @@ if redis.call('HGET', k, 'burned') then return {'burned', side, claimed} end
 local op = ARGV[5]
 if op == 'burn' then
   redis.call('HSET', k, 'burned', '1')
+  redis.call('DEL', k .. ':secondary', k .. ':master')
   return {'ok', side, claimed}
 end
 if op == 'post' then

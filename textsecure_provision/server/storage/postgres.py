@@ -285,19 +285,29 @@ class PostgresStorage:
         settings = {"search_path": self.schema} if self.schema else {}
         while True:
             con = None
+            lost = asyncio.Event()
+
+            def on_lost(_con: Any, lost: asyncio.Event = lost) -> None:
+                self._listener_down()
+                lost.set()  # reconnect now, not at the next ping
+
             try:
                 con = await asyncpg.connect(
                     self._dsn,
                     timeout=CONNECT_TIMEOUT_S,
                     server_settings={"application_name": "textsecure-provision", **settings},
                 )
-                con.add_termination_listener(lambda _con: self._listener_down())
+                con.add_termination_listener(on_lost)
                 await con.add_listener(DEVICE_TOPIC, self._on_device_changed)
                 self.listener_pid = con.get_server_pid()
                 self.devices.reset(live=True)
                 self._listening.set()
                 while True:
-                    await asyncio.sleep(LISTEN_PING_S)
+                    with contextlib.suppress(asyncio.TimeoutError):
+                        await asyncio.wait_for(lost.wait(), LISTEN_PING_S)
+                    if lost.is_set():
+                        raise ConnectionError("the listening connection was closed")
+                    # The ping finds a cut the termination listener did not see.
                     await con.fetchval("SELECT 1", timeout=LISTEN_PING_S)
             except asyncio.CancelledError:
                 raise
