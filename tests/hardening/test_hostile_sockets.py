@@ -385,6 +385,27 @@ async def test_unfinished_head_is_closed_408(server: ServerProcess, keep_alive: 
         writer.close()
 
 
+async def test_a_later_head_on_a_keep_alive_connection_gets_its_own_deadline(
+    server: ServerProcess,
+) -> None:
+    """The connection's one head timer was armed by the first request; a second head that
+    starts half a deadline later is cut a whole deadline after it starts, not before."""
+    async with normal_traffic(server):
+        reader, writer = await raw_connect(server, "127.0.0.7")
+        writer.write(b"GET /health HTTP/1.1\r\nHost: test\r\n\r\n")
+        status, headers = await read_head(reader)
+        assert status == 200
+        await reader.readexactly(int(headers["content-length"]))
+        await asyncio.sleep(HEAD_TIMEOUT_S / 2)  # the gap between requests is the test
+        writer.write(b"GET /health HTTP/1.1\r\nHost: test\r\nX-Slow: a")
+        start = time.monotonic()
+        status, _ = await read_head(reader)
+        assert status == 408
+        assert HEAD_TIMEOUT_S - 0.2 <= time.monotonic() - start < HEAD_TIMEOUT_S + 2
+        assert await closed_by_server(reader, 2.0)
+        writer.close()
+
+
 # -- 11: pipelining --------------------------------------------------------------------------------
 
 

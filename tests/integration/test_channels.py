@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import uuid
 from collections.abc import Callable
 
@@ -12,7 +13,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from textsecure_provision.server.config import RateLimits, Rule
+from textsecure_provision.server.config import RateLimits, Rule, SocketBudgets
 
 from .conftest import RunningServer
 from .helpers import Device, b64, register
@@ -237,3 +238,17 @@ async def test_open_channels_gauge_follows_sockets(
     assert "provision_channels_opened_total 2" in metrics
     await ws1.close()
     await ws2.close()
+
+
+async def test_expiry_after_a_shorter_handshake_deadline_comes_on_time(
+    server_factory: Callable[..., RunningServer],
+) -> None:
+    """The socket's one timer was armed for the handshake deadline (0.2 s); the channel, open
+    by then, moved it later (the 0.6 s expiry): it fires, re-arms, and the channel closes
+    with 1001 at its expiry, not at the handshake deadline."""
+    server = server_factory(channel_ttl_s=0.6, sockets=SocketBudgets(head_timeout_s=0.2))
+    ws, _channel = await open_channel(server)
+    opened = time.monotonic()
+    assert await closed_code(ws) == 1001
+    assert time.monotonic() - opened >= 0.5
+    assert server.services.metrics.channels_expired == 1

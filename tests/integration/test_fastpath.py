@@ -10,7 +10,7 @@ import json
 
 import httpx
 
-from textsecure_provision.server.fastpath import run_eagerly
+from textsecure_provision.server.fastpath import in_process, run_eagerly
 
 from .conftest import RunningServer
 from .helpers import Device, register
@@ -141,3 +141,11 @@ async def test_run_eagerly_finishes_at_once_or_hands_the_rest_to_a_task() -> Non
         await asyncio.wait_for(asyncio.gather(task, return_exceptions=True), WAIT_S)
         assert cancelled.cancelled() and steps == ["quick", "got 5"]  # nothing ran on
         assert not tasks
+
+
+def test_the_default_sqlite_server_runs_its_rendezvous_eagerly(
+    server: RunningServer, backend: str
+) -> None:
+    """SQLite with its default limiter (memory, guess budgets saved to SQLite) is in-process:
+    the channel open and the PUT run on the receiving stack, not as a task each."""
+    assert in_process(server.app.state.services) is (backend == "sqlite")

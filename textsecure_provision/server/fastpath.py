@@ -29,8 +29,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from textsecure_provision.errors import ProvisionError
 from textsecure_provision.server.fanout.memory import MemoryFanOut
-from textsecure_provision.server.handlers import provision_error_response
+from textsecure_provision.server.handlers import empty_json_response, provision_error_response
 from textsecure_provision.server.limits import MemoryRateLimiter
+from textsecure_provision.server.limits.persistent import PersistentRateLimiter
 from textsecure_provision.server.middleware import GuardMiddleware
 from textsecure_provision.server.routes import messages
 from textsecure_provision.server.storage.sqlite import SqliteStorage
@@ -99,6 +100,9 @@ class _NoEvent:
 
 
 _NO_EVENT = _NoEvent()
+_EMPTY = empty_json_response()  # what send_messages answers, so what the fast path writes
+_EMPTY_HEADERS: list[tuple[bytes, bytes]] = list(_EMPTY.raw_headers)
+_EMPTY_BODY = bytes(_EMPTY.body)
 
 
 class _FastCycle:
@@ -146,14 +150,15 @@ def _relay_http_protocol() -> Any:
     class ChannelPut(HttpToolsProtocol):  # type: ignore[misc]
         """uvicorn's httptools protocol, except ``PUT /v1/messages/{uuid}`` (the master's
         half of every rendezvous): that request is served here, without uvicorn's ASGI
-        cycle, ``GuardMiddleware`` or Starlette's ``Response.__call__``, and answered in one
-        write. What runs is what runs on the ASGI route: the same handler
-        (``routes.messages.send_messages``) on a Starlette ``Request`` over the same kind of
-        scope, the same error mapping, the request id, the metrics under the route
-        template, the access log line and the last-resort 500. Anything unusual (a query
-        string, percent-escapes, no ``Content-Length`` or one over the body limit,
-        ``Expect: 100-continue``, chunked bodies, pipelined requests behind a busy one,
-        trusted proxy headers, a concurrency limit) takes uvicorn's ordinary path."""
+        cycle, ``GuardMiddleware``, Starlette's ``Request`` and ``Response``, and answered in
+        one write. What runs is what runs on the ASGI route: the same handler
+        (``routes.messages.deliver``, all of ``send_messages`` but its ``Request`` and its
+        ``{}``) over the same kind of scope, the same error mapping, the request id, the
+        metrics under the route template, the access log line and the last-resort 500.
+        Anything unusual (a query string, percent-escapes, no ``Content-Length`` or one
+        over the body limit, ``Expect: 100-continue``, chunked bodies, pipelined requests
+        behind a busy one, trusted proxy headers, a concurrency limit) takes uvicorn's
+        ordinary path."""
 
         def on_headers_complete(self) -> None:
             if not self._take_channel_put():
@@ -180,9 +185,10 @@ def _relay_http_protocol() -> Any:
             if existing is not None and not existing.response_complete:
                 return False  # behind a busy request: uvicorn queues it
             app = self.config.app
-            svc = getattr(getattr(app, "state", None), "services", None)
-            if svc is None:
+            put = _put_context(app)
+            if put is None:
                 return False
+            svc = put.svc
             length = None
             for name, value in self.headers:
                 if name == b"content-length":
@@ -213,7 +219,7 @@ def _relay_http_protocol() -> Any:
             if cycle.response_complete or not cycle.more_body:
                 return
             cycle.more_body = False
-            if _in_process(cycle.scope["app"]):
+            if _put_context(cycle.scope["app"]).eager:  # type: ignore[union-attr]
                 run_eagerly(self._serve_channel_put(cycle), self.tasks)
             else:
                 task = self.loop.create_task(self._serve_channel_put(cycle))
@@ -223,27 +229,22 @@ def _relay_http_protocol() -> Any:
         async def _serve_channel_put(self, cycle: _FastCycle) -> None:
             started = time.perf_counter()
             scope = cycle.scope
-            app = scope["app"]
-            svc = app.state.services
+            put = _put_context(scope["app"])
+            assert put is not None
+            svc = put.svc
             request_id = new_request_id()
             scope["request_id"] = request_id
-            route = _channel_route(app)
-            scope["route"] = route
+            scope["route"] = put.route
             scope["endpoint"] = messages.send_messages
             body = bytes(cycle.body)
 
-            async def receive() -> dict[str, Any]:
-                return {"type": "http.request", "body": body, "more_body": False}
+            async def read() -> bytes:
+                return body
 
-            request = Request(scope, receive)
-            request._body = body  # read already: Request.body() returns it (no async generator)
             try:
-                response = await messages.send_messages(request)
-                status, headers, payload = (
-                    response.status_code,
-                    response.raw_headers,
-                    bytes(response.body),
-                )
+                # send_messages itself, less its Request and its Response (the same ``{}``).
+                await messages.deliver(svc, scope, scope["path_params"]["destination"], read)
+                status, headers, payload = 200, _EMPTY_HEADERS, _EMPTY_BODY
             except ProvisionError as exc:
                 response = provision_error_response(exc)
                 status, headers, payload = (
@@ -295,7 +296,7 @@ def run_eagerly(coro: Coroutine[Any, Any, None], tasks: set[asyncio.Task[None]])
     channel PUT usually completes without waiting (SQLite's loop-thread read, the device
     cache, the in-process fan-out), and then costs no task and no extra loop turn. Only
     for code that never needs ``asyncio.current_task()`` before its first wait
-    (``asyncio.timeout`` does): see ``_in_process``."""
+    (``asyncio.timeout`` does): see ``in_process``."""
     try:
         yielded = coro.send(None)
     except StopIteration:
@@ -342,18 +343,43 @@ async def _resume(coro: Coroutine[Any, Any, None], yielded: Any) -> None:
             return
 
 
-def _in_process(app: Any) -> bool:
-    return in_process(app.state.services)
+class _PutContext:
+    """What the channel PUT needs of its app, looked up once per app (Starlette's
+    ``app.state`` is a Python ``__getattr__`` per read)."""
+
+    __slots__ = ("eager", "route", "svc")
+
+    def __init__(self, app: Any, svc: Any) -> None:
+        self.svc = svc
+        self.route = _channel_route(app)
+        self.eager = in_process(svc)  # the backends are chosen at start and never change
+
+
+def _put_context(app: Any) -> _PutContext | None:
+    put: _PutContext | None = getattr(app, "_channel_put_context", None)
+    if put is None:
+        svc = getattr(getattr(app, "state", None), "services", None)
+        if svc is None:
+            return None
+        put = _PutContext(app, svc)
+        app._channel_put_context = put
+    return put
 
 
 def in_process(svc: Any) -> bool:
     """SQLite, the in-process fan-out and limiter: nothing on a rendezvous's path needs to
     run inside a task (redis-py and asyncpg use ``asyncio.timeout``, which does), so
-    ``run_eagerly`` may start it."""
+    ``run_eagerly`` may start it. The default limiter with SQLite is the memory one with
+    its guess budgets written to that SQLite (limits/persistent.py): in-process too."""
+    limiter = svc.limits.limiter
+    if isinstance(limiter, PersistentRateLimiter):
+        if not isinstance(limiter.storage, SqliteStorage):
+            return False
+        limiter = limiter.memory
     return (
         isinstance(svc.storage, SqliteStorage)
         and isinstance(svc.fanout, MemoryFanOut)
-        and isinstance(svc.limits.limiter, MemoryRateLimiter)
+        and isinstance(limiter, MemoryRateLimiter)
     )
 
 

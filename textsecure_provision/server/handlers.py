@@ -37,6 +37,14 @@ def json_response(
     return Response(body, status_code=status, headers=headers, media_type=JSON_TYPE)
 
 
+_EMPTY_OBJECT = b"{}"  # json.dumps({})
+
+
+def empty_json_response() -> Response:
+    """``json_response({})``, without encoding the same two bytes on every request."""
+    return Response(_EMPTY_OBJECT, media_type=JSON_TYPE)
+
+
 def error_body(status: int, message: str, **extra: Any) -> dict[str, Any]:
     return {"error": message, "code": status, **extra}
 

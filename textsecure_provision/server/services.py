@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from starlette.requests import HTTPConnection
+from starlette.types import Scope
 
 from textsecure_provision.clock import now_ms
 from textsecure_provision.errors import AuthError
@@ -87,14 +88,30 @@ def services(conn: HTTPConnection) -> Services:
 
 
 @functools.lru_cache(maxsize=4096)
-def _budget_key(host: str) -> str:
-    return address_key(host)  # cached: every authenticated request asks
+def budget_key(host: str) -> str:
+    """``addresses.address_key``, cached: every authenticated request and every new
+    connection asks, mostly for the same few addresses."""
+    return address_key(host)
 
 
 def client_address(conn: HTTPConnection) -> str:
     """The peer's budget key: IPv4, or the /64 of an IPv6 address (addresses.py); uvicorn
     rewrites the peer from X-Forwarded-For only for trusted proxies."""
-    return _budget_key(conn.client.host) if conn.client else "unknown"
+    return _scope_address(conn.scope)
+
+
+def _scope_address(scope: Scope) -> str:
+    client = scope.get("client")  # conn.client, without building its Address
+    return budget_key(client[0]) if client else "unknown"
+
+
+def _authorization_header(scope: Scope) -> str | None:
+    """The first ``Authorization`` header, as ``conn.headers.get`` gives it, read from the
+    scope's list (ASGI names are lowercase) without building a ``Headers`` object."""
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            return str(value.decode("latin-1"))
+    return None
 
 
 async def authenticate(conn: HTTPConnection) -> StoredDevice:
@@ -107,9 +124,13 @@ async def authenticate(conn: HTTPConnection) -> StoredDevice:
     (on one node; across nodes, by at most the number of nodes). An unknown number
     or device costs the same hashing as a wrong password.
     """
-    svc = services(conn)
-    creds = parse_basic_auth(conn.headers.get("authorization"))
-    address = client_address(conn)
+    return await authenticate_scope(services(conn), conn.scope)
+
+
+async def authenticate_scope(svc: Services, scope: Scope) -> StoredDevice:
+    """``authenticate`` on a request's ASGI scope (fastpath.py has no ``Request``)."""
+    creds = parse_basic_auth(_authorization_header(scope))
+    address = _scope_address(scope)
     # First, for every request: a cut-off address may not even try a cached password,
     # or it could still tell a right guess from a wrong one.
     await svc.limits.check_not_blocked("auth_failure_address", address)

@@ -88,6 +88,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):  # type: ignore[misc]
         self._in_head = False
         self._head_bytes = 0
         self._head_timer: asyncio.TimerHandle | None = None
+        self._head_due = 0.0  # the current head's deadline (loop time)
         self._pending_upgrade: bytes | None = None  # bytes after a deferred upgrade request
         self._head_too_large = False
         self._refused = False
@@ -133,14 +134,16 @@ class GuardedHttpProtocol(HttpToolsProtocol):  # type: ignore[misc]
         super().on_message_begin()
         self._in_head = True
         self._head_bytes = 0
+        # One handle for the heads of the whole keep-alive connection: armed once, and when
+        # it fires for a head that has ended, it waits for the next one (_head_timed_out).
+        # A timer created and cancelled per request cost more than the request's parsing.
+        due = self.loop.time() + self._hub.budgets.head_timeout_s
+        self._head_due = due
         if self._head_timer is None:
-            self._head_timer = self.loop.call_later(
-                self._hub.budgets.head_timeout_s, self._head_timed_out
-            )
+            self._head_timer = self.loop.call_at(due, self._head_timed_out)
 
     def on_headers_complete(self) -> None:
         self._in_head = False
-        self._cancel_head_timer()
         size = len(self.url) + sum(len(n) + len(v) + 4 for n, v in self.headers)
         if size > self._hub.budgets.max_head_bytes:
             self._head_too_large = True
@@ -158,8 +161,12 @@ class GuardedHttpProtocol(HttpToolsProtocol):  # type: ignore[misc]
 
     def _head_timed_out(self) -> None:
         self._head_timer = None
-        if self._in_head and not self.transport.is_closing():
-            self._answer_and_close(self._hub.head_timed_out())
+        if not self._in_head or self.transport.is_closing():
+            return  # between requests: the next head arms it again
+        if self._head_due - self.loop.time() > 0.001:  # armed for an earlier request's head
+            self._head_timer = self.loop.call_at(self._head_due, self._head_timed_out)
+            return
+        self._answer_and_close(self._hub.head_timed_out())
 
     # -- a websocket upgrade on a keep-alive connection ----------------------------------------
     def handle_websocket_upgrade(self) -> None:  # uvicorn's own entry: not used by data_received
@@ -182,6 +189,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):  # type: ignore[misc]
             )
             return
         self.connections.discard(self)
+        self._cancel_head_timer()  # the channel socket has its own deadlines
         version = self.scope.get("http_version", "1.1")
         head = [self.scope["method"].encode(), b" ", self.url, b" HTTP/", version.encode()]
         head.append(b"\r\n")

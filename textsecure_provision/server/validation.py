@@ -23,7 +23,11 @@ T = TypeVar("T")
 
 async def read_body(request: Request, kind: type[T]) -> T:
     """The JSON body as ``kind`` (a ``protocol.bodies`` declaration)."""
-    raw = await request.body()
+    return parse_body(await request.body(), kind)
+
+
+def parse_body(raw: bytes, kind: type[T]) -> T:
+    """``read_body`` on a body already read."""
     if not raw:
         raise MessageFormatError("the request needs a JSON body")
     return decode(raw, kind)

@@ -16,7 +16,6 @@ is left for the ASGI app is a plain GET on the path, answered 426.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from starlette.requests import Request
@@ -32,8 +31,10 @@ PATH = "/v1/temp_websocket"
 
 
 def message_frame(body_b64: str) -> str:
-    """The one frame a channel relays (§4.1 step 2)."""
-    return json.dumps({"message": body_b64}, separators=(",", ":"))
+    """The one frame a channel relays (§4.1 step 2). ``body_b64`` is base64 (of the bytes
+    read_body decoded): its alphabet needs no JSON escaping, so this is what
+    ``json.dumps({"message": body_b64}, separators=(",", ":"))`` gives, without its cost."""
+    return '{"message":"' + body_b64 + '"}'
 
 
 async def not_a_websocket(request: Request) -> Response:

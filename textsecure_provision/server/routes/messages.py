@@ -1,26 +1,34 @@
 """Messages (§4): send to a number or to a temp channel, long-poll fetch, acknowledge.
 
 Parse → ``policy/messages.py`` → render. ``fastpath.py`` serves the PUT through
-``send_messages`` below, so both paths run the same code.
+``deliver`` below, the whole of ``send_messages`` but its ``Request`` and its ``{}``
+``Response``, so both paths run the same code.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable, Callable
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import Scope
 
 from textsecure_provision.errors import InvalidInputError, MessageFormatError
 from textsecure_provision.protocol.bodies import ChannelMessages, OutgoingMessages
 from textsecure_provision.protocol.encoding import b64encode, parse_phone_number
 from textsecure_provision.server.fanout.base import ChannelId
-from textsecure_provision.server.handlers import json_response
+from textsecure_provision.server.handlers import empty_json_response, json_response
 from textsecure_provision.server.policy import messages
 from textsecure_provision.server.routes.channels import message_frame
-from textsecure_provision.server.services import authenticate, services
-from textsecure_provision.server.validation import parse_wait, read_body
+from textsecure_provision.server.services import (
+    Services,
+    authenticate,
+    authenticate_scope,
+    services,
+)
+from textsecure_provision.server.validation import parse_body, parse_wait
 
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
@@ -34,24 +42,31 @@ async def send_messages(request: Request) -> Response:
     exactly one message, whose body (the DeviceInit) is relayed (§4.1); only
     ``body`` matters; 404 if the channel is gone, expired or already used.
     """
-    svc = services(request)
     destination = request.path_params["destination"]
-    sender = await authenticate(request)
+    await deliver(services(request), request.scope, destination, request.body)
+    return empty_json_response()
+
+
+async def deliver(
+    svc: Services, scope: Scope, destination: str, body: Callable[[], Awaitable[bytes]]
+) -> None:
+    """``send_messages`` up to its ``{}`` answer, on the request's scope and a reader of its
+    body: fastpath.py serves the channel PUT with it and no Starlette ``Request``."""
+    sender = await authenticate_scope(svc, scope)
     await svc.limits.enforce("message_send_device", f"{sender.number}.{sender.device_id}")
     channel = destination.lower()
     if _UUID.fullmatch(channel):
-        to_channel = await read_body(request, ChannelMessages)
+        to_channel = parse_body(await body(), ChannelMessages)
         if len(to_channel.messages) != 1:
             raise MessageFormatError("a temp channel takes exactly one message")
         frame = message_frame(b64encode(to_channel.messages[0].body))
         await messages.send_to_channel(svc, ChannelId(channel), frame)
-        return json_response({})
-    body = await read_body(request, OutgoingMessages)
+        return
+    outgoing = parse_body(await body(), OutgoingMessages)
     number = parse_phone_number(destination)
-    if len(body.messages) > svc.config.max_messages_per_send:
+    if len(outgoing.messages) > svc.config.max_messages_per_send:
         raise InvalidInputError(f"at most {svc.config.max_messages_per_send} messages per send")
-    await messages.send_to_number(svc, sender, number, body.messages)
-    return json_response({})
+    await messages.send_to_number(svc, sender, number, outgoing.messages)
 
 
 async def fetch_messages(request: Request) -> Response:
