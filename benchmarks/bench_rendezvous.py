@@ -44,9 +44,10 @@ from loadgen import (
     HttpClient,
     Sample,
     WsClient,
-    WsClosed,
     cpu_pressure,
     pin,
+    register,
+    rendezvous_once,
     run_round,
     start_process,
     stop_process,
@@ -128,27 +129,7 @@ class Ours:
         self.expected = {"message": BODY_B64}
 
     async def register(self) -> None:
-        http = await HttpClient.connect(self.host, self.port)
-        try:
-            host = f"Host: {self.host}:{self.port}".encode()
-            status, data = await http.request(
-                b"GET /v1/accounts/sms/code/" + NUMBER.encode() + b" HTTP/1.1\r\n" + host
-            )
-            assert status == 200, data
-            token = base64.b64encode(f"{NUMBER}:{PASSWORD}".encode())
-            status, data = await http.request(
-                b"PUT /v1/accounts/code/"
-                + CODE.encode()
-                + b" HTTP/1.1\r\n"
-                + host
-                + b"\r\nAuthorization: Basic "
-                + token
-                + b"\r\nContent-Type: application/json",
-                json.dumps({"registrationId": 1, "fetchesMessages": True}).encode(),
-            )
-            assert status == 200, data
-        finally:
-            http.close()
+        await register(self.host, self.port, NUMBER, PASSWORD, CODE)
 
     async def make_state(self) -> HttpClient:
         return await HttpClient.connect(self.host, self.port)
@@ -159,25 +140,10 @@ class Ours:
 
     async def once(self, http: HttpClient) -> None:
         ws = await WsClient.connect(self.host, self.port, PATH)
-        try:
-            channel = json.loads(await ws.recv())["uuid"]
-            status, data = await http.request(
-                self.head_prefix + channel.encode() + self.head_suffix, self.body
-            )
-            if status != 200:
-                raise RuntimeError(f"PUT answered {status}: {data[:200]!r}")
-            if json.loads(await ws.recv()) != self.expected:
-                raise RuntimeError("wrong message frame")
-            try:
-                await ws.recv()
-                raise RuntimeError("a second frame")
-            except WsClosed as closed:
-                if closed.code != 1000:
-                    raise RuntimeError(f"closed with {closed.code}") from None
-            await ws.wait_closed()
-        except BaseException:
-            ws.abort()
-            raise
+        await rendezvous_once(ws, http, self._put_head, self.body, self.expected)
+
+    def _put_head(self, channel: bytes) -> bytes:
+        return self.head_prefix + channel + self.head_suffix
 
 
 async def _nothing() -> None:
