@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import importlib.util
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -125,6 +126,16 @@ def test_a_command_starts_without_the_collector_and_gets_it_back(
         assert timer is not None
         assert not gc.isenabled()
         assert cli_main.pause_collector() is None  # once per process
+        if sys.platform.startswith("linux"):  # the timer's thread takes no signal (SigBlk)
+            status = Path(f"/proc/self/task/{timer.native_id}/status")
+            blocked = 0
+            for _ in range(500):  # its run() masks first thing; bounded, no sleep
+                text = status.read_text() if status.exists() else ""
+                blocked = int(text.split("SigBlk:")[1].split()[0], 16) if "SigBlk:" in text else 0
+                if blocked or not timer.is_alive():
+                    break
+                timer.join(0.01)
+            assert blocked & (1 << (signal.SIGINT - 1)), hex(blocked)
         timer.join(10)
         assert gc.isenabled()
     finally:

@@ -101,11 +101,20 @@ def pause_collector() -> threading.Timer | None:
     global _collector_paused
     if _collector_paused or not gc.isenabled():
         return None
-    import threading  # asyncio imports it anyway; not on the `--help` path
+    import signal
+    import threading  # asyncio imports both anyway; not on the `--help` path
+
+    class CollectorTimer(threading.Timer):
+        def run(self) -> None:
+            # Signals stay the main thread's: a Ctrl-C taken by this thread would set Python's
+            # flag but not interrupt the main thread's wait, so it could go unseen for a while.
+            if hasattr(signal, "pthread_sigmask"):
+                signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
+            super().run()
 
     _collector_paused = True
     gc.disable()
-    timer = threading.Timer(COLLECTOR_PAUSE_S, gc.enable)
+    timer = CollectorTimer(COLLECTOR_PAUSE_S, gc.enable)
     timer.daemon = True
     timer.start()
     return timer
