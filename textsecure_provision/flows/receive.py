@@ -39,6 +39,7 @@ from typing import Any, Final
 
 from textsecure_provision.clock import now_ms
 from textsecure_provision.crypto.keys import KeyPair, Rng
+from textsecure_provision.deadlines import within
 from textsecure_provision.errors import (
     DuplicateMessageError,
     InvalidInputError,
@@ -198,7 +199,7 @@ class Receiver:
             return await self.api.fetch_messages(None)
         wait = min(MAX_POLL_S, math.ceil(remaining))
         try:
-            return await asyncio.wait_for(self.api.fetch_messages(wait), remaining)
+            return await within(self.api.fetch_messages(wait), remaining)
         except TimeoutError:
             return [], False
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 from textsecure_provision import clock
 from textsecure_provision.crypto.keys import Rng
+from textsecure_provision.deadlines import within
 from textsecure_provision.errors import (
     BadMessageError,
     ConfirmationMismatchError,
@@ -222,7 +223,7 @@ async def _receive_device_init(
                 code=offer.code.text if offer is not None else None,
             )
             try:
-                body = await asyncio.wait_for(codes.receive(channel.receive(), offer), remaining)
+                body = await within(codes.receive(channel.receive(), offer), remaining)
             except TimeoutError:
                 raise TimedOutError(
                     f"no device linked this one within {options.timeout_s:.0f} s"

@@ -23,6 +23,7 @@ from collections.abc import Awaitable
 from dataclasses import dataclass
 
 from textsecure_provision.crypto.keys import PublicKey, Rng
+from textsecure_provision.deadlines import within
 from textsecure_provision.errors import (
     NameplateBurnedError,
     ProvisionError,
@@ -105,7 +106,7 @@ class CodeOffers:
         if self.words == 0:  # --no-code
             return None
         try:
-            return await asyncio.wait_for(self._offer(channel_uuid, public_key), OFFER_TIMEOUT_S)
+            return await within(self._offer(channel_uuid, public_key), OFFER_TIMEOUT_S)
         except TimeoutError:
             log.info("no short code for this channel: the server took too long")
             return None

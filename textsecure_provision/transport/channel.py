@@ -9,7 +9,6 @@ then opens a new channel with a new key (§4.1 step 3).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import socket
 import ssl
@@ -18,6 +17,7 @@ from typing import TypeVar
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
+from textsecure_provision.deadlines import within
 from textsecure_provision.errors import (
     InvalidInputError,
     MessageFormatError,
@@ -100,7 +100,7 @@ class TempChannel:
             reason = _os_failure(exc, server_url)
             raise ServerUnreachableError(f"opening a channel: {reason}") from exc
         try:
-            frame = await asyncio.wait_for(ws.recv(), open_timeout_s)
+            frame = await within(ws.recv(), open_timeout_s)
             uuid = _parse_uuid_frame(frame)
         except BaseException as exc:
             await ws.close()

@@ -23,13 +23,12 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-import sys
 import time
-from collections.abc import Awaitable
 from typing import Any, TypeVar
 
 import h11
 
+from textsecure_provision.deadlines import within
 from textsecure_provision.transport.lean_httpx import httpx
 
 MAX_ANSWER_BYTES = 64 * 1024 * 1024
@@ -39,20 +38,6 @@ DEFAULT_PORTS = {"http": 80, "https": 443}
 
 Origin = tuple[str, str, int]
 T = TypeVar("T")
-
-
-async def _within(step: Awaitable[T], seconds: float | None) -> T:
-    """``step``, or ``TimeoutError`` after ``seconds``.
-
-    Not ``asyncio.wait_for`` where ``asyncio.timeout`` exists (3.11+): on 3.11 ``wait_for``
-    swallows a cancellation that comes in the loop turn in which its step finishes, and the
-    request then went on to wait for an answer, so a Ctrl-C during the acknowledgement's long
-    poll waited for it (tests/unit/test_transport_streams.py).
-    """
-    if sys.version_info >= (3, 11):
-        async with asyncio.timeout(seconds):
-            return await step
-    return await asyncio.wait_for(step, seconds)  # pragma: no cover - Python 3.10
 
 
 class _Connection:
@@ -106,7 +91,7 @@ class _Connection:
     async def _write(self, data: bytes, timeout: float | None) -> None:
         try:
             self.writer.write(data)
-            await _within(self.writer.drain(), timeout)
+            await within(self.writer.drain(), timeout)
         except TimeoutError as exc:
             raise httpx.WriteTimeout("sending the request timed out") from exc
         except OSError as exc:
@@ -142,7 +127,7 @@ class _Connection:
     async def _receive(self, timeout: float | None) -> None:
         # httpx's read timeout: the longest wait for the next bytes, not for the whole answer
         try:
-            chunk = await _within(self.reader.read(READ_CHUNK), timeout)
+            chunk = await within(self.reader.read(READ_CHUNK), timeout)
         except TimeoutError as exc:
             raise httpx.ReadTimeout("the answer did not come in time") from exc
         except OSError as exc:
@@ -194,7 +179,7 @@ class StreamTransport(httpx.AsyncBaseTransport):
         scheme, host, port = origin
         tls = scheme == "https"
         try:
-            reader, writer = await _within(
+            reader, writer = await within(
                 asyncio.open_connection(
                     host,
                     port,
