@@ -3,7 +3,8 @@
 On Python 3.11 ``wait_for`` swallows a cancellation that arrives in the loop turn in which its
 step finishes: the step's result is returned and the cancellation is gone. A Ctrl-C is such a
 cancellation (``asyncio.run`` cancels the main task), so a command waiting in a long poll or on
-its channel could go on waiting after it (tests/e2e/test_cli_terminal.py saw it under load).
+its channel could go on waiting after it (the transport met it first:
+tests/unit/test_transport_streams.py; tests/unit/test_deadlines.py pins both behaviours).
 ``asyncio.timeout`` (3.11+) keeps it.
 """
 

@@ -24,9 +24,15 @@ pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="needs a POSIX p
 def _take_terminal() -> None:
     # In the child, after setsid: the pty on fd 0 becomes its controlling terminal.
     import fcntl
+    import signal
     import termios
 
     fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+    # As a shell starts a foreground job: Ctrl-C and Ctrl-\ at their defaults. A suite started
+    # in the background (`pytest &` in a script) ignores both, and the child would inherit that
+    # and rightly ignore the ^C, as any Unix program started with SIGINT ignored does.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGQUIT, signal.SIG_DFL)
 
 
 class PtyProcess:
@@ -93,13 +99,29 @@ class PtyProcess:
         while time.monotonic() < deadline and self._read(0.2):
             if self.proc.poll() is not None and not self._read(0.05):
                 break
-        return self.proc.wait(timeout=max(1.0, deadline - time.monotonic()))
+        try:
+            return self.proc.wait(timeout=max(1.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            raise AssertionError(
+                f"still running after {timeout} s; {_signal_state(self.proc.pid)}; "
+                f"screen: {self.screen[-1500:]!r}"
+            ) from None
 
     def close(self) -> None:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
         os.close(self.leader)
+
+
+def _signal_state(pid: int) -> str:
+    """What a process that ignores a Ctrl-C is doing: its signal masks and its threads."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return "no /proc status"
+    keep = ("SigBlk", "SigIgn", "SigCgt", "SigPnd", "ShdPnd", "Threads", "State")
+    return ", ".join(line for line in status.splitlines() if line.startswith(keep))
 
 
 @pytest.fixture
