@@ -31,7 +31,15 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_rendezvous as rdv
-from loadgen import Sample, cpu_pressure, pin, run_round, start_process, stop_process
+from loadgen import (
+    Sample,
+    cpu_pressure,
+    level_arguments,
+    pin,
+    run_round,
+    start_process,
+    stop_process,
+)
 
 HERE = Path(__file__).resolve().parent
 
@@ -149,12 +157,7 @@ def report(result: dict[str, Any]) -> None:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--concurrency", default="10,50", type=lambda s: [int(x) for x in s.split(",")]
-    )
-    parser.add_argument("--count", type=int, default=30000, help="rendezvous per level (bound)")
-    parser.add_argument("--seconds", type=float, default=6.0, help="time per level and side")
-    parser.add_argument("--rounds", type=int, default=4, help="interleaved rounds per level")
+    level_arguments(parser, "10,50", 4, "side")
     parser.add_argument("--no-pin", action="store_true", help="do not pin processes to CPUs")
     parser.add_argument("--json", action="store_true", help="also print the result as JSON")
     args = parser.parse_args(argv)

@@ -45,6 +45,7 @@ from loadgen import (
     Sample,
     WsClient,
     cpu_pressure,
+    level_arguments,
     pin,
     register,
     rendezvous_once,
@@ -301,12 +302,7 @@ def report(result: dict[str, Any]) -> None:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--concurrency", default="1,10,50", type=lambda s: [int(x) for x in s.split(",")]
-    )
-    parser.add_argument("--count", type=int, default=30000, help="rendezvous per level (bound)")
-    parser.add_argument("--seconds", type=float, default=6.0, help="time per level and side")
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds per level")
+    level_arguments(parser, "1,10,50", 3, "side")
     parser.add_argument("--no-peer", action="store_true", help="measure only ours")
     parser.add_argument("--no-pin", action="store_true", help="do not pin processes to CPUs")
     parser.add_argument("--json", action="store_true", help="also print the result as JSON")
