@@ -18,56 +18,19 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
-from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_link import (  # the sibling module, found through the path above
-    CODE,
-    RUN_TIMEOUT_S,
-    env_for,
-    provision,
-    start_server,
-)
+import bench_link  # the sibling module, found through the path above
+from bench_link import start_server
 
 
 def one_link(server: str, workdir: Path, n: int, by_code: bool) -> float:
-    """One timed link; ``by_code`` types the short code instead of passing the link."""
-    import secrets
-
-    number = "+1555" + "".join(secrets.choice("0123456789") for _ in range(7))
-    master_home, secondary_home = workdir / f"m{n}", workdir / f"s{n}"
-    subprocess.run(
-        provision("register", "--number", number, "--code", CODE),
-        env=env_for(master_home, server), check=True, capture_output=True,
-    )  # fmt: skip
-    secondary = subprocess.Popen(
-        provision("secondary", "listen", "--json", "--expect-number", number),
-        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-        env=env_for(secondary_home, server), text=True,
-    )  # fmt: skip
-    assert secondary.stdout is not None
-    opened: dict[str, Any] = json.loads(secondary.stdout.readline())
-    assert opened["event"] == "channel_opened", opened
-    source = ["--code", opened["code"]] if by_code else ["scan", "--link", opened["link"]]
-    started = time.perf_counter()
-    master = subprocess.Popen(
-        provision("master", *source, "--yes", "--json"),
-        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-        env=env_for(master_home, server), text=True,
-    )  # fmt: skip
-    master_out, _ = master.communicate(timeout=RUN_TIMEOUT_S)
-    rest, _ = secondary.communicate(timeout=RUN_TIMEOUT_S)
-    elapsed = time.perf_counter() - started
-    if master.returncode != 0 or secondary.returncode != 0:
-        raise SystemExit(f"run {n} failed: master {master.returncode}, secondary "
-                         f"{secondary.returncode}\n{master_out}\n{rest}")  # fmt: skip
-    return elapsed
+    """One timed link, by short code or by link text (bench_link.one_link does the work)."""
+    return bench_link.one_link(server, workdir, n, False, by_code=by_code)
 
 
 def one_code_link(server: str, workdir: Path, n: int) -> float:

@@ -89,7 +89,9 @@ def start_server(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
         time.sleep(0.02)  # polling another process's file
 
 
-def one_link(server: str, workdir: Path, n: int, use_qr: bool) -> float:
+def one_link(server: str, workdir: Path, n: int, use_qr: bool, *, by_code: bool = False) -> float:
+    """One timed link (see the module's docstring); ``by_code`` types the short code instead
+    (B10, bench_code_link.py)."""
     number = "+1555" + "".join(secrets.choice("0123456789") for _ in range(7))
     master_home, secondary_home = workdir / f"m{n}", workdir / f"s{n}"
     subprocess.run(
@@ -108,10 +110,13 @@ def one_link(server: str, workdir: Path, n: int, use_qr: bool) -> float:
     assert secondary.stdout is not None
     opened: dict[str, Any] = json.loads(secondary.stdout.readline())
     assert opened["event"] == "channel_opened", opened
-    source = ["--qr", str(qr)] if use_qr else ["--link", opened["link"]]
+    if by_code:
+        source = ["--code", opened["code"]]
+    else:
+        source = ["scan", "--qr", str(qr)] if use_qr else ["scan", "--link", opened["link"]]
     started = time.perf_counter()
     master = subprocess.Popen(
-        provision("master", "scan", *source, "--yes", "--json"),
+        provision("master", *source, "--yes", "--json"),
         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
         env=env_for(master_home, server), text=True,
     )  # fmt: skip
